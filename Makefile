@@ -1,0 +1,45 @@
+# shoal — every target sets up what it needs (idempotent; quick when already done).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_STAMP := .venv-apt.stamp
+# Debian packages shoal drives (runtime, networking, peers for benchmarks).
+APT_PACKAGES := make
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+$(APT_STAMP):
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	@touch $@
+
+$(STAMP): pyproject.toml $(APT_STAMP)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/shoal config -f examples/compose.yaml
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -q
+
+test: lint unit
+
+bench: setup
+	$(PY) bench/compose_load.py
+
+clean:
+	rm -rf $(VENV) $(APT_STAMP) .pytest_cache .mypy_cache .ruff_cache

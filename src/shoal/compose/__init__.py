@@ -1,0 +1,1 @@
+"""The Compose loader: load → interpolate → validate → merge/extends/include → normalise → model."""
