@@ -1,1 +1,1 @@
-"""The shoal command line: one module per noun, all through the HTTP client (or the local loader)."""
+"""The shoal command line: one module per noun, through the HTTP client (or the local loader)."""

@@ -12,7 +12,9 @@ from shoal.cli.output import OUTPUT_FORMATS, emit, fail, warn
 @click.option("-n", "--project-name", "name", help="Project (stack) name.")
 @click.option("--env-file", "env_files", multiple=True, help="Environment file (repeatable).")
 @click.option("--profile", "profiles", multiple=True, help="Activate a profile (repeatable).")
-@click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="yaml", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="yaml", show_default=True
+)
 @click.option("--services", "list_services", is_flag=True, help="Print the service names.")
 @click.option("--volumes", "list_volumes", is_flag=True, help="Print the volume names.")
 @click.option("--networks", "list_networks", is_flag=True, help="Print the network names.")

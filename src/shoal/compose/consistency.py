@@ -60,7 +60,7 @@ def _check_service(
             target = value.removeprefix("service:")
             if target not in services:
                 raise ComposeError(
-                    f'service "{target}" not found for {key} \'{value}\'', path=(*here, key)
+                    f"service \"{target}\" not found for {key} '{value}'", path=(*here, key)
                 )
     for source in svc.get("volumes_from") or []:
         target = source.split(":", 1)[0]
@@ -101,8 +101,8 @@ def _check_mounts(doc: dict[str, Any], name: str, svc: dict[str, Any]) -> None:
     here = ("services", name)
     declared_volumes = doc.get("volumes") or {}
     seen: dict[str, str] = {}
-    for i, target in enumerate(t for t in svc.get("tmpfs") or [] if isinstance(t, str)):
-        seen[target.split(":", 1)[0]] = f"services.{name}.tmpfs[{i}]"
+    for i, mount in enumerate(t for t in svc.get("tmpfs") or [] if isinstance(t, str)):
+        seen[mount.split(":", 1)[0]] = f"services.{name}.tmpfs[{i}]"
     for i, vol in enumerate(svc.get("volumes") or []):
         if not isinstance(vol, dict):
             continue
@@ -129,7 +129,7 @@ def _check_cycles(services: dict[str, Any]) -> None:
 
     def visit(name: str, trail: list[str]) -> None:
         state[name] = 1
-        for dep in (services[name].get("depends_on") or {}):
+        for dep in services[name].get("depends_on") or {}:
             if dep not in services:
                 continue
             if state.get(dep) == 1:

@@ -8,6 +8,7 @@ and a bare `KEY` that takes its value from the lookup.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 from shoal.compose.interpolate import InterpolationError, Lookup, substitute
 from shoal.model.errors import ComposeError, Location
 
-__all__ = ["parse_dotenv", "read_env_file"]
+__all__ = ["EnvFileNotFoundError", "parse_dotenv", "read_env_file"]
 
 # Blanks inside a line. Not "\n", which ends a statement; the last two are NEL and NBSP, which
 # compose-go also treats as blanks.
@@ -39,6 +40,20 @@ _SIMPLE_ESCAPES = {
     # `\$` must survive interpolation as a literal dollar, which `$$` does.
     "$": "$$",
 }
+
+
+class EnvFileNotFoundError(ComposeError, FileNotFoundError):
+    """The env file does not exist.
+
+    Also a FileNotFoundError, so callers can skip an optional (`required: false`) env file with
+    `except FileNotFoundError` while everyone else gets a ComposeError naming the file.
+    """
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"env file {path} not found: {reason}")
+        self.errno = errno.ENOENT
+        self.strerror = reason
+        self.filename = str(path)
 
 
 def _no_lookup(_: str) -> str | None:
@@ -218,7 +233,7 @@ def read_env_file(
         # Universal newlines: CRLF files give the same values as LF ones.
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError as err:
-        raise ComposeError(f"env file {path} not found: {err.strerror}") from None
+        raise EnvFileNotFoundError(path, err.strerror or "no such file") from None
     except IsADirectoryError:
         raise ComposeError(f"env file {path} is a directory") from None
     except UnicodeDecodeError as err:

@@ -76,7 +76,7 @@ class _Resolver:
             )
         base = self.service(base_file, base_services, base_name)
         own = {k: v for k, v in spec.items() if k != "extends"}
-        return merge_service(base, own)
+        return merge_service(base, own, path=("services", name))
 
 
 def apply_extends(doc: dict[str, Any], file: Path, read: ReadFile) -> dict[str, Any]:

@@ -31,6 +31,9 @@ Lookup: TypeAlias = Callable[[str], str | None]
 """Maps a variable name to its value; None means unset, "" means set but empty."""
 
 log = logging.getLogger(__name__)
+# Unset-variable warnings reach the user only through whatever logging the application sets up;
+# without this, Python's last-resort handler would print them on stderr from inside the library.
+log.addHandler(logging.NullHandler())
 
 # The spec's `[_a-z][_a-z0-9]*`, matched case-insensitively as compose-go does; ASCII only.
 _NAME = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
@@ -178,7 +181,7 @@ def _evaluate(parts: tuple[_Part, ...], lookup: Lookup) -> str:
             if reason:
                 message += f": {reason}"
             raise MissingRequiredError(message, variable=part.name, reason=reason)
-        else:
+        else:  # `:?` or `?` whose variable has the value it requires
             out.append(value or "")
     return "".join(out)
 

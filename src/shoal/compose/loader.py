@@ -6,9 +6,12 @@ file, line, column and key path; warnings come back with the project, never sile
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -102,15 +105,19 @@ class _Session:
                 return loc
         return None
 
-    def read_file(self, path: Path, base_dir: Path) -> dict[str, Any]:
-        """One file: its documents interpolated, validated, paths resolved, merged, extended."""
+    def read_file(self, path: Path, base_dir: Path) -> list[dict[str, Any]]:
+        """One file's documents: interpolated, validated, paths resolved, `extends` applied.
+
+        Documents keep their `!reset`/`!override` markers: they act when merged over what came
+        before (earlier documents and files).
+        """
         try:
             text = path.read_text("utf-8-sig")
         except FileNotFoundError:
             raise
         except (OSError, UnicodeDecodeError) as exc:
             raise ComposeError(f"cannot read {path}: {exc}") from None
-        merged: dict[str, Any] = {}
+        docs: list[dict[str, Any]] = []
         for doc in load_documents(text, str(path)):
             self.sources.append(doc.source)
             try:
@@ -125,13 +132,17 @@ class _Session:
                 if exc.location is None:
                     exc.location = doc.source.locate(exc.path)
                 raise
-            merged = merge_documents(merged, data)
-        return self._located(lambda: apply_extends(merged, path, self.read_extended))
+            docs.append(self._located(partial(apply_extends, data, path, self.read_extended)))
+        return docs
 
     def read_extended(self, path: Path) -> dict[str, Any]:
+        """Another file that a service extends, its documents merged."""
         key = str(path)
         if key not in self.extended:
-            self.extended[key] = self.read_file(path, path.parent)
+            merged: dict[str, Any] = {}
+            for doc in self.read_file(path, path.parent):
+                merged = merge_documents(merged, doc)
+            self.extended[key] = merged
         return self.extended[key]
 
     def _located(self, fn: Callable[[], T]) -> T:
@@ -146,7 +157,8 @@ class _Session:
         merged: dict[str, Any] = {}
         for path in files:
             try:
-                merged = merge_documents(merged, self.read_file(path, base_dir))
+                for doc in self.read_file(path, base_dir):
+                    merged = self._located(partial(merge_documents, merged, doc))
             except FileNotFoundError:
                 raise ComposeError(
                     f"compose file {path} not found", hint="check the path given with -f"
@@ -169,9 +181,10 @@ class _Session:
             project_dir = Path(absolute(spec.get("project_directory") or ".", files[0].parent))
             env_files = spec.get("env_file")
             env_paths = (
-                [Path(absolute(e, base_dir)) for e in (
-                    env_files if isinstance(env_files, list) else [env_files]
-                )]
+                [
+                    Path(absolute(e, base_dir))
+                    for e in (env_files if isinstance(env_files, list) else [env_files])
+                ]
                 if env_files
                 else [project_dir / ".env"]
             )
@@ -198,9 +211,7 @@ class _Session:
         return out
 
 
-def _dotenv(
-    paths: Sequence[Path], environ: Mapping[str, str], *, explicit: bool
-) -> dict[str, str]:
+def _dotenv(paths: Sequence[Path], environ: Mapping[str, str], *, explicit: bool) -> dict[str, str]:
     values: dict[str, str] = {}
     for path in paths:
         if not explicit and not path.is_file():
@@ -217,8 +228,42 @@ def _dotenv(
     return values
 
 
+class _CollectWarnings(logging.Handler):
+    """Turns the interpolator's unset-variable log records into warnings, once per message."""
+
+    def __init__(self, into: list[ComposeWarning]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+        self.seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message not in self.seen:
+            self.seen.add(message)
+            self.into.append(ComposeWarning(message))
+
+
+@contextmanager
+def _collect_warnings(into: list[ComposeWarning]) -> Iterator[None]:
+    logger = logging.getLogger("shoal.compose.interpolate")
+    handler = _CollectWarnings(into)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def load_project(options: LoadOptions) -> LoadedProject:
     """Load, merge, validate and normalise a Compose project into the model."""
+    warnings: list[ComposeWarning] = []
+    with _collect_warnings(warnings):
+        loaded = _load(options)
+    loaded.warnings[:0] = warnings
+    return loaded
+
+
+def _load(options: LoadOptions) -> LoadedProject:
     cwd = Path(options.working_dir or os.getcwd()).absolute()
     environ = dict(os.environ if options.environ is None else options.environ)
     if options.files:
@@ -249,7 +294,10 @@ def load_project(options: LoadOptions) -> LoadedProject:
         return read_env_file(path, lookup=session.lookup)
 
     def finish() -> tuple[dict[str, Any], ComposeProject]:
-        data = canonicalize(strip_markers(doc), lookup=session.lookup)
+        def warn(message: str, path: KeyPath) -> None:
+            session.warnings.append(ComposeWarning(message, session.locate(path)))
+
+        data = canonicalize(strip_markers(doc), lookup=session.lookup, warn=warn)
         data = select_profiles(data, profiles)
         data = normalize(data, project, session.lookup, read_envfile)
         if "version" in doc:

@@ -7,6 +7,7 @@ services whose profiles are not active.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,6 +16,7 @@ from shoal.model.errors import ComposeError
 Lookup = Callable[[str], str | None]
 ReadEnvFile = Callable[[str], dict[str, str | None]]
 
+_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 _NAMESPACE_KEYS = ("network_mode", "ipc", "pid", "uts", "cgroup")
 
 
@@ -125,6 +127,15 @@ def _mount_targets(svc: dict[str, Any], key: str, default_dir: str) -> dict[str,
     return {**svc, key: fixed}
 
 
+def _pre_start_images(svc: dict[str, Any]) -> dict[str, Any]:
+    """pre_start hooks run in the service's image unless they name their own."""
+    hooks = svc.get("pre_start")
+    image = svc.get("image")
+    if not hooks or not image:
+        return svc
+    return {**svc, "pre_start": [h if h.get("image") else {**h, "image": image} for h in hooks]}
+
+
 def _service(
     name: str, svc: dict[str, Any], lookup: Lookup, read_env_file: ReadEnvFile
 ) -> dict[str, Any]:
@@ -137,14 +148,23 @@ def _service(
     svc = _implicit_dependencies(svc)
     svc = _mount_targets(svc, "secrets", "/run/secrets/")
     svc = _mount_targets(svc, "configs", "/")
+    svc = _pre_start_images(svc)
     if "networks" not in svc and not svc.get("network_mode"):
         svc = {**svc, "networks": {"default": None}}
     return svc
 
 
-def _named(section: dict[str, Any] | None, project: str) -> dict[str, Any]:
+def _named(kind: str, section: dict[str, Any] | None, project: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, spec in (section or {}).items():
+        if not _NAME.match(key):
+            raise ComposeError(
+                f"{kind}: invalid name {key!r}: names may contain only letters, digits, "
+                "'.', '_' and '-'",
+                path=(kind, key),
+            )
+        if spec is not None and not isinstance(spec, dict):
+            raise ComposeError(f"{kind}.{key} must be a mapping", path=(kind, key))
         spec = dict(spec or {})
         if not spec.get("name"):
             spec["name"] = key if spec.get("external") else f"{project}_{key}"
@@ -164,7 +184,8 @@ def normalize(
         name: _service(name, svc, lookup, read_env_file)
         for name, svc in (doc.get("services") or {}).items()
     }
-    out["services"] = services
+    if "services" in doc:
+        out["services"] = services
     networks = dict(doc.get("networks") or {})
     uses_default = any("default" in (svc.get("networks") or {}) for svc in services.values())
     if uses_default and "default" not in networks:
@@ -172,7 +193,7 @@ def normalize(
     for key in ("networks", "volumes", "secrets", "configs"):
         section = networks if key == "networks" else doc.get(key)
         if section:
-            out[key] = _named(section, project)
+            out[key] = _named(key, section, project)
         else:
             out.pop(key, None)
     return out

@@ -84,7 +84,7 @@ def _service(service: Any, base: Path) -> Any:
     out = dict(service)
     for key, fix in (("build", _build), ("env_file", _env_file), ("label_file", _env_file)):
         if key in out:
-            out[key] = _unwrap_apply(out[key], lambda v, f=fix: f(v, base))  # type: ignore[misc]
+            out[key] = _unwrap_apply(out[key], lambda v, f=fix: f(v, base))
     if isinstance(out.get("volumes"), list):
         out["volumes"] = [_volume(v, base) for v in out["volumes"]]
     extends = out.get("extends")

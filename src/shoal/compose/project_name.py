@@ -11,7 +11,7 @@ _DROP = re.compile(r"[^a-z0-9_-]")
 
 
 def from_directory(dirname: str) -> str:
-    """`UNNORMALIZED PATH` → `unnormalizedpath`, as `docker compose` names a project after its dir."""
+    """`UNNORMALIZED PATH` → `unnormalizedpath`: a project named after its directory."""
     name = _DROP.sub("", dirname.lower())
     return name.lstrip("_-")
 

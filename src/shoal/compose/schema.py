@@ -115,7 +115,9 @@ def _translate(err: Any) -> ComposeError:
             f"{where} must be greater than or equal to {err.validator_value}", path=path
         )
     if kind == "maximum":
-        return ComposeError(f"{where} must be less than or equal to {err.validator_value}", path=path)
+        return ComposeError(
+            f"{where} must be less than or equal to {err.validator_value}", path=path
+        )
     if kind == "enum":
         options = ", ".join(repr(v) for v in err.validator_value)
         return ComposeError(f"{where} must be one of {options}", path=path)

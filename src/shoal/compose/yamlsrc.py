@@ -135,7 +135,9 @@ class _Builder:
             finally:
                 node.tag = "!override"
         if tag.startswith("!") and not tag.startswith("!!"):
-            raise self.error(f"unknown YAML tag {tag} at {format_path(path) or 'top level'}", node, path)
+            raise self.error(
+                f"unknown YAML tag {tag} at {format_path(path) or 'top level'}", node, path
+            )
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
         if id(node) in self.active:
@@ -149,6 +151,7 @@ class _Builder:
                     self.record(item_path, item)
                     out.append(self.build(item, item_path))
                 return out
+            assert isinstance(node, yaml.MappingNode)
             return self.mapping(node, path)
         finally:
             self.active.discard(id(node))
@@ -175,15 +178,15 @@ class _Builder:
         if tag == _STR or not tag.startswith("tag:yaml.org,2002:"):
             return text
         value = resolve_plain(text)
-        wanted: type | tuple[type, ...] | None = {
-            _INT: int,
-            _FLOAT: (float, int),
-            _BOOL: bool,
-            _NULL: type(None),
+        ok = {
+            _INT: isinstance(value, int) and not isinstance(value, bool),
+            _FLOAT: isinstance(value, (int, float)) and not isinstance(value, bool),
+            _BOOL: isinstance(value, bool),
+            _NULL: value is None,
         }.get(tag)
-        if wanted is None:
+        if ok is None:
             return text
-        if isinstance(value, wanted) and not (wanted is int and isinstance(value, bool)):
+        if ok:
             return float(value) if tag == _FLOAT else value
         raise self.error(f"cannot read {text!r} as {tag.rsplit(':', 1)[-1]}", node, path)
 
@@ -238,7 +241,14 @@ def _translate(exc: yaml.YAMLError, text: str, filename: str) -> ComposeError:
         message = "found a tab character that violates indentation"
     else:
         message = f"{context}, {problem}" if context else str(problem)
-    loc = Location(filename, mark.line + 1, mark.column + 1) if mark is not None else None
+    if mark is not None:
+        loc = Location(filename, mark.line + 1, mark.column + 1)
+    else:
+        position = getattr(exc, "position", 0) or 0  # ReaderError: bad characters
+        before = text[:position]
+        loc = Location(filename, before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1)
+        if isinstance(exc, yaml.reader.ReaderError):
+            message = f"unacceptable character {exc.character!r}: {exc.reason}"
     return ComposeError(f"invalid YAML: {message}", location=loc)
 
 
