@@ -121,7 +121,7 @@ class _Session:
         for doc in load_documents(text, str(path)):
             self.sources.append(doc.source)
             try:
-                data = interpolate(doc.data, self.lookup)
+                data = interpolate(_empty_services_as_mappings(doc.data), self.lookup)
                 schema.validate(strip_markers(data))
                 data = resolve_document(data, base_dir)
             except InterpolationError as exc:
@@ -178,7 +178,10 @@ class _Session:
             if key in self.including:
                 chain = " -> ".join([*self.including, key])
                 raise ComposeError(f"include cycle detected: {chain}", path=("include", i))
-            project_dir = Path(absolute(spec.get("project_directory") or ".", files[0].parent))
+            given_dir = spec.get("project_directory")
+            project_dir = (
+                Path(absolute(given_dir, base_dir)) if given_dir else files[0].parent
+            )
             env_files = spec.get("env_file")
             env_paths = (
                 [
@@ -209,6 +212,14 @@ class _Session:
                 if mine:
                     out[section] = mine
         return out
+
+
+def _empty_services_as_mappings(doc: dict[str, Any]) -> dict[str, Any]:
+    """`services: {web: }` declares an empty service, as `docker compose` reads it."""
+    services = doc.get("services")
+    if isinstance(services, dict) and any(v is None for v in services.values()):
+        return {**doc, "services": {k: {} if v is None else v for k, v in services.items()}}
+    return doc
 
 
 def _dotenv(paths: Sequence[Path], environ: Mapping[str, str], *, explicit: bool) -> dict[str, str]:

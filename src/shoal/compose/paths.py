@@ -46,7 +46,7 @@ def _volume(item: Any, base: Path) -> Any:
         return _short_volume(item, base)
     if isinstance(item, dict) and item.get("type", "volume") == "bind":
         source = item.get("source")
-        if isinstance(source, str) and _is_local_source(source):
+        if isinstance(source, str) and source:  # a bind's source is always a host path
             return {**item, "source": absolute(source, base)}
     return item
 

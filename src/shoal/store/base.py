@@ -12,7 +12,8 @@ Guarantees every backend gives (the conformance suite in `testsuite.py` checks t
 * revisions are gap-free: every revision has at least one event, and writes that change nothing
   (a txn of reads, a delete of a missing key) do not consume a revision;
 * one key changes at most once per revision, so `(event.revision, event.kv.key)` names an event;
-* a watch yields the events of one revision back to back, in the order the txn wrote them.
+* a watch yields the events of one revision back to back, in the order the txn wrote them
+  (a prefix delete or a lease revoke deletes in key order).
   Resuming from `last_seen + 1` is gap-free when the consumer stopped after the last event of
   a revision; a consumer that can stop mid-revision resumes from `last_seen` and skips the
   `(revision, key)` pairs it already handled.

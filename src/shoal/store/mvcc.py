@@ -18,7 +18,6 @@ from .base import (
     Clock,
     Compacted,
     Compare,
-    DeleteOp,
     Event,
     EventType,
     GetOp,
@@ -179,7 +178,9 @@ class MVCC:
 
         return self._mutate(body)[0]
 
-    def txn(self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> TxnResult:
+    def txn(
+        self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]
+    ) -> TxnResult:
         for compare in compares:
             if not isinstance(compare, Compare):
                 raise Invalid(f"not a Compare: {compare!r}")
