@@ -17,7 +17,6 @@ AWESOME = sorted((CORPUS / "awesome").glob("*.yaml"))
 CONFORMANCE = sorted((CORPUS / "conformance" / "tests").glob("*/compose.yaml"))
 
 
-
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))

@@ -179,9 +179,7 @@ class _Session:
                 chain = " -> ".join([*self.including, key])
                 raise ComposeError(f"include cycle detected: {chain}", path=("include", i))
             given_dir = spec.get("project_directory")
-            project_dir = (
-                Path(absolute(given_dir, base_dir)) if given_dir else files[0].parent
-            )
+            project_dir = Path(absolute(given_dir, base_dir)) if given_dir else files[0].parent
             env_files = spec.get("env_file")
             env_paths = (
                 [
