@@ -17,6 +17,20 @@ from shoal import __version__
 # name → (module, attribute, one-line help shown by `shoal --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("shoal.cli.config", "config", "Validate a Compose project and print it normalised."),
+    "deploy": ("shoal.cli.stack", "deploy", "Create or update a stack from Compose files."),
+    "ls": ("shoal.cli.stack", "ls", "List stacks."),
+    "rm": ("shoal.cli.stack", "rm", "Remove stacks and their workloads."),
+    "services": ("shoal.cli.service", "services", "List services with their replicas."),
+    "scale": ("shoal.cli.service", "scale", "Set replica counts: STACK/SERVICE=N."),
+    "ps": ("shoal.cli.task", "ps", "List tasks, and why one is pending or failed."),
+    "logs": ("shoal.cli.task", "logs", "Print a task's or a service's logs."),
+    "events": ("shoal.cli.task", "events", "Print cluster events (-f to follow)."),
+    "nodes": ("shoal.cli.node", "nodes", "List nodes."),
+    "node": ("shoal.cli.node", "node", "Inspect or update a node (labels, availability)."),
+    "up": ("shoal.cli.daemon", "up", "Run a one-node cluster (server + agent)."),
+    "down": ("shoal.cli.daemon", "down", "Remove every stack and stop `shoal up`."),
+    "server": ("shoal.cli.daemon", "server", "Run the server alone."),
+    "agent": ("shoal.cli.daemon", "agent", "Run an agent that joins a server."),
 }
 
 

@@ -1,0 +1,144 @@
+"""`shoal deploy`, `shoal ls`, `shoal rm`: stacks."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from shoal.cli.common import client, handle_errors, output_option, print_rows
+from shoal.cli.output import fail, warn
+
+
+@click.command("deploy")
+@click.option("-f", "--file", "files", multiple=True, help="Compose file (repeatable).")
+@click.option("-n", "--name", "name", help="Stack name (default: the project name).")
+@click.option("--env-file", "env_files", multiple=True, help="Environment file (repeatable).")
+@click.option("--profile", "profiles", multiple=True, help="Activate a profile (repeatable).")
+@click.option("--wait", is_flag=True, help="Block until every service converged or failed.")
+@click.option(
+    "--timeout", type=float, default=300.0, show_default=True, help="Seconds, with --wait."
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan (field diff) and change nothing.")
+@output_option
+@handle_errors
+def deploy(
+    files: tuple[str, ...],
+    name: str | None,
+    env_files: tuple[str, ...],
+    profiles: tuple[str, ...],
+    wait: bool,
+    timeout: float,
+    dry_run: bool,
+    output: str,
+) -> None:
+    """Create or update a stack from Compose files.
+
+    Exits 0 when the change is accepted (with --wait: when every service converged), 1 on
+    invalid input or a failed service, 2 when --wait times out.
+    """
+    from shoal.compose.loader import LoadOptions, load_project
+    from shoal.model.compose import to_compose_dict
+
+    loaded = load_project(
+        LoadOptions(
+            files=files,
+            project_name=name,
+            env_files=env_files or None,
+            profiles=profiles or None,
+        )
+    )
+    for warning in loaded.warnings:
+        warn(warning)
+    stack = loaded.project.name or ""
+    with client() as api:
+        result = api.deploy(stack, to_compose_dict(loaded.project), dry_run=dry_run)
+        if output == "json" and not wait:
+            click.echo(json.dumps(result, indent=2))
+            return
+        _print_plan(result["plan"], dry_run)
+        if dry_run or not wait:
+            return
+        code = _wait(api, stack, timeout, output)
+    sys.exit(code)
+
+
+def _print_plan(plan: dict[str, Any], dry_run: bool) -> None:
+    verb = "would" if dry_run else "will"
+    for svc in plan["services"]:
+        action = svc["action"]
+        if action == "unchanged":
+            click.echo(f"  {svc['name']}: unchanged (version {svc['version']})")
+            continue
+        click.echo(
+            f"  {svc['name']}: {verb} {action}"
+            + (f" → version {svc['version']}" if action == "update" else "")
+        )
+        for change in svc["changes"]:
+            click.echo(
+                f"      {change['path']}: {json.dumps(change['old'])} → {json.dumps(change['new'])}"
+            )
+
+
+def _wait(api: Any, stack: str, timeout: float, output: str) -> int:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        status = api.stack_status(stack)
+        line = "  ".join(
+            f"{s['name']} {s['state']} {s['ready']}/{s['desired']}" for s in status["services"]
+        )
+        if line != last and output != "json":
+            click.echo(f"[{time.strftime('%H:%M:%S')}] {line}", err=True)
+            last = line
+        if status["state"] in ("converged", "failed"):
+            break
+        if time.monotonic() > deadline:
+            status["state"] = "timeout"
+            break
+        time.sleep(0.25)
+    if output == "json":
+        click.echo(json.dumps(status, indent=2))
+    for svc in status["services"]:
+        if svc["state"] == "failed":
+            click.echo(f"error: {stack}/{svc['name']}: {svc['message']}", err=True)
+    if status["state"] == "converged":
+        click.echo(f"stack {stack}: every service converged", err=True)
+        return 0
+    if status["state"] == "timeout":
+        click.echo(f"error: stack {stack}: not converged after {timeout:.0f}s", err=True)
+        return 2
+    return 1
+
+
+@click.command("ls")
+@output_option
+@handle_errors
+def ls(output: str) -> None:
+    """List stacks."""
+    with client() as api:
+        rows = api.stacks()
+    for row in rows:
+        row["state"] = "removing" if row.get("removing") else "active"
+    print_rows(rows, ["name", "service_count", "running_tasks", "state"], output)
+
+
+@click.command("rm")
+@click.argument("stacks", nargs=-1, required=True)
+@click.option("--wait", is_flag=True, help="Block until every task is gone.")
+@handle_errors
+def rm(stacks: tuple[str, ...], wait: bool) -> None:
+    """Remove stacks: stop their tasks and delete their services."""
+    with client() as api:
+        for name in stacks:
+            api.remove_stack(name)
+            click.echo(f"removing stack {name}")
+        if wait:
+            deadline = time.monotonic() + 120
+            while any(s["name"] in stacks for s in api.stacks()):
+                if time.monotonic() > deadline:
+                    fail("stacks still present after 120s")
+                time.sleep(0.25)

@@ -1,0 +1,1 @@
+"""The shoal server: HTTP API over the store, the controllers and the scheduler."""

@@ -1,0 +1,65 @@
+"""What every request handler and loop of the server shares: store, cache, clock, token."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shoal.model.cluster import Event, Task
+from shoal.model.codec import encode
+from shoal.model.errors import Conflict, NotFound
+from shoal.server import objects
+from shoal.server.cache import ClusterCache
+from shoal.store import Compare, Op, PutOp, Store
+
+
+def new_id() -> str:
+    """A 25-character lowercase id, like Swarm's."""
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    return "".join(secrets.choice(alphabet) for _ in range(25))
+
+
+@dataclass
+class ServerContext:
+    store: Store
+    cache: ClusterCache
+    token: str
+    data_dir: Path
+    clock: Callable[[], float] = time.time
+    agent_token: str = ""
+    new_id: Callable[[], str] = field(default=new_id)
+
+    async def commit(self, compares: list[Compare], ops: list[Op], what: str) -> int:
+        """Run a guarded write; Conflict if someone wrote first. Waits for the cache to see it."""
+        result = await self.store.txn(compares, ops, [])
+        if not result.succeeded:
+            raise Conflict(
+                f"{what}: changed concurrently by someone else",
+                hint="retry: the command reads the current state again",
+            )
+        await self.cache.wait_for(result.revision)
+        return result.revision
+
+    def event_op(self, event: Event) -> PutOp:
+        return PutOp(objects.event_key(event.time), encode(event))
+
+    def find_task(self, task_id: str) -> tuple[Task, int]:
+        for key, (obj, rev) in self.cache.items.items():
+            if key.startswith(objects.TASKS) and key.endswith("/" + task_id):
+                assert isinstance(obj, Task)
+                return obj, rev
+        matches = [
+            (obj, rev)
+            for key, (obj, rev) in self.cache.items.items()
+            if isinstance(obj, Task) and obj.id.startswith(task_id)
+        ]
+        if len(matches) == 1:
+            found = matches[0]
+            assert isinstance(found[0], Task)
+            return found[0], found[1]
+        if len(matches) > 1:
+            raise NotFound(f"task id prefix {task_id!r} is ambiguous ({len(matches)} tasks)")
+        raise NotFound(f"no task {task_id!r}", hint="list tasks with `shoal ps --all`")

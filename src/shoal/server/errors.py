@@ -1,0 +1,72 @@
+"""The one place where errors become HTTP responses.
+
+Every error body is `{"error": {"kind", "message", "hint", "field"}}` so the client can rebuild
+the same ShoalError on its side; nothing a user can send produces a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from shoal.model.errors import (
+    ComposeError,
+    Conflict,
+    Invalid,
+    NotFound,
+    ShoalError,
+    Unauthorized,
+    Unavailable,
+    format_path,
+)
+
+STATUS: list[tuple[type[ShoalError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (Invalid, 400),
+    (Unauthorized, 401),
+    (Unavailable, 503),
+]
+
+
+def body(kind: str, message: str, hint: str | None = None, field: str | None = None) -> Any:
+    error: dict[str, Any] = {"kind": kind, "message": message}
+    if hint:
+        error["hint"] = hint
+    if field:
+        error["field"] = field
+    return {"error": error}
+
+
+def _shoal(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ShoalError)
+    status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
+    field = exc.path_str if isinstance(exc, ComposeError) and exc.path else None
+    return JSONResponse(body(type(exc).__name__, exc.message, exc.hint, field), status)
+
+
+def _validation(_: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError | ValidationError) else []
+    first = errors[0] if errors else {"loc": (), "msg": str(exc)}
+    loc = tuple(p for p in first.get("loc", ()) if isinstance(p, str | int))
+    field = format_path(loc)
+    message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
+    return JSONResponse(body("Invalid", message, None, field or None), 422)
+
+
+def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    kind = {404: "NotFound", 405: "Invalid", 401: "Unauthorized"}.get(exc.status_code, "Invalid")
+    return JSONResponse(body(kind, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ShoalError, _shoal)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(ValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)

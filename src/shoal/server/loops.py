@@ -1,0 +1,259 @@
+"""The thin loop around the pure controllers and the scheduler: the only place they touch the store.
+
+Each pass reads a snapshot from the cache, asks the reconcile functions and the scheduler for
+actions, and writes them as compare-and-swap transactions (one per service, so a service's
+actions land together or not at all). A conflict is not an error: the next pass sees the new
+state and decides again. Passes run when the cache changes and at least every TICK seconds
+(time-driven work: restart delays, heartbeats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from shoal.controllers import actions as A
+from shoal.controllers.gc import collect_garbage
+from shoal.controllers.nodes import reconcile_node
+from shoal.controllers.removal import reconcile_removal
+from shoal.controllers.services import reconcile_service
+from shoal.model.cluster import Node, Service, Stack, Task, TaskState, TaskStatus
+from shoal.model.codec import encode
+from shoal.model.errors import ShoalError
+from shoal.scheduler import Snapshot, schedule
+from shoal.server import objects
+from shoal.server.context import ServerContext
+from shoal.store import Compare, DeleteOp, Op, PutOp
+
+log = logging.getLogger(__name__)
+
+TICK = 0.5
+GC_EVERY = 10.0
+KEEP_EVENTS = 10_000
+KEEP_REVISIONS = 50_000
+
+
+class Writer:
+    """Turns actions into guarded store operations, from one snapshot of the cache."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.tasks: dict[str, tuple[str, int]] = {}  # task id → (key, mod_revision)
+        self.services: dict[str, Service] = {}
+        for key, (obj, rev) in ctx.cache.items.items():
+            if isinstance(obj, Task):
+                self.tasks[obj.id] = (key, rev)
+            elif isinstance(obj, Service):
+                self.services[obj.id] = obj
+
+    def ops(self, actions: Iterable[A.Action]) -> tuple[list[Compare], list[Op]]:
+        compares: list[Compare] = []
+        ops: list[Op] = []
+        for action in actions:
+            if isinstance(action, A.CreateTask):
+                key = objects.task_key(action.task)
+                compares.append(Compare.missing(key))
+                ops.append(PutOp(key, encode(action.task)))
+            elif isinstance(action, A.UpdateTask):
+                key = objects.task_key(action.task)
+                known = self.tasks.get(action.task.id)
+                compares.append(Compare.mod_revision(key, "==", known[1] if known else 0))
+                ops.append(PutOp(key, encode(action.task)))
+            elif isinstance(action, A.DeleteTask):
+                known = self.tasks.get(action.task_id)
+                if known is not None:
+                    compares.append(Compare.mod_revision(known[0], "==", known[1]))
+                    ops.append(DeleteOp(known[0]))
+            elif isinstance(action, A.DeleteService):
+                svc = self.services.get(action.service_id)
+                if svc is not None:
+                    key = objects.service_key(svc.stack, svc.name)
+                    compares.append(
+                        Compare.mod_revision(key, "==", self.ctx.cache.revision_of(svc))
+                    )
+                    ops.append(DeleteOp(key))
+                    ops.append(DeleteOp(objects.version_key(svc.stack, svc.name, 0)[:-8], True))
+            elif isinstance(action, A.UpdateNode):
+                key = objects.node_key(action.node.id)
+                compares.append(
+                    Compare.mod_revision(key, "==", self.ctx.cache.revision_of(action.node))
+                )
+                ops.append(PutOp(key, encode(action.node)))
+            elif isinstance(action, A.Emit):
+                ops.append(self.ctx.event_op(action.event))
+        return compares, ops
+
+    async def apply(self, actions: list[A.Action]) -> bool:
+        if not actions:
+            return True
+        compares, ops = self.ops(actions)
+        if not ops:
+            return True
+        result = await self.ctx.store.txn(compares, ops, [])
+        if result.succeeded:
+            # The next pass must see this write, or it would create the same task twice.
+            await self.ctx.cache.wait_for(result.revision)
+        return result.succeeded
+
+
+async def reconcile_pass(ctx: ServerContext) -> int:
+    """One pass of every controller; returns how many transactions were written."""
+    now = ctx.clock()
+    cache = ctx.cache
+    writer = Writer(ctx)
+    nodes = cache.nodes()
+    by_service: dict[str, list[Task]] = {}
+    all_tasks = cache.tasks()
+    for task in all_tasks:
+        by_service.setdefault(task.service_id, []).append(task)
+    batches: list[list[A.Action]] = [reconcile_node(node, now) for node in nodes]
+    services = cache.services()
+    for svc in services:
+        tasks = by_service.get(svc.id, [])
+        if svc.removing:
+            batches.append(reconcile_removal(svc, tasks, now))
+        else:
+            batches.append(reconcile_service(svc, tasks, nodes, now, ctx.new_id))
+    live = {s.id for s in services}
+    batches.append(_stop_strays(all_tasks, live, now))
+    written = 0
+    for batch in batches:
+        if batch and await writer.apply(batch):
+            written += 1
+    written += await _finish_removed_stacks(ctx, services)
+    return written
+
+
+def _stop_strays(tasks: list[Task], live: set[str], now: float) -> list[A.Action]:
+    """Tasks whose service record is gone (replaced under the same name): stop them."""
+    out: list[A.Action] = []
+    for task in tasks:
+        if task.service_id in live or task.desired_state in (TaskState.SHUTDOWN, TaskState.REMOVE):
+            continue
+        if task.status.state.terminal:
+            continue
+        if not task.node_id:
+            status = TaskStatus(state=TaskState.SHUTDOWN, timestamp=now, message="service removed")
+            out.append(
+                A.UpdateTask(
+                    task.model_copy(
+                        update={
+                            "desired_state": TaskState.REMOVE,
+                            "status": status,
+                            "updated_at": now,
+                        }
+                    )
+                )
+            )
+        else:
+            out.append(
+                A.UpdateTask(
+                    task.model_copy(update={"desired_state": TaskState.REMOVE, "updated_at": now})
+                )
+            )
+    return out
+
+
+async def _finish_removed_stacks(ctx: ServerContext, services: list[Service]) -> int:
+    written = 0
+    remaining = {s.stack for s in services}
+    for key, (obj, rev) in list(ctx.cache.items.items()):
+        if isinstance(obj, Stack) and obj.removing and obj.name not in remaining:
+            result = await ctx.store.txn(
+                [Compare.mod_revision(key, "==", rev)], [DeleteOp(key)], []
+            )
+            if result.succeeded:
+                await ctx.cache.wait_for(result.revision)
+                written += 1
+    return written
+
+
+async def schedule_pass(ctx: ServerContext) -> int:
+    """Place pending tasks; record why the others stay pending."""
+    now = ctx.clock()
+    nodes: list[Node] = ctx.cache.nodes()
+    tasks = ctx.cache.tasks()
+    pending = [
+        t
+        for t in tasks
+        if t.status.state in (TaskState.NEW, TaskState.PENDING)
+        and t.desired_state == TaskState.RUNNING
+    ]
+    if not pending:
+        return 0
+    occupying = [t for t in tasks if not t.status.state.terminal and t.node_id]
+    decisions = schedule(Snapshot(nodes=nodes, tasks=occupying, pending=pending, now=now))
+    by_id = {t.id: t for t in pending}
+    updates: list[A.Action] = []
+    for decision in decisions:
+        task = by_id[decision.task_id]
+        if decision.node_id:
+            status = TaskStatus(state=TaskState.ASSIGNED, timestamp=now, message="assigned")
+            updates.append(
+                A.UpdateTask(
+                    task.model_copy(
+                        update={
+                            "node_id": decision.node_id,
+                            "status": status,
+                            "pending_reasons": {},
+                            "updated_at": now,
+                        }
+                    )
+                )
+            )
+        elif decision.reasons != task.pending_reasons or task.status.state != TaskState.PENDING:
+            status = task.status.model_copy(
+                update={
+                    "state": TaskState.PENDING,
+                    "timestamp": now,
+                    "message": decision.reasons.get("summary", "waiting for a node"),
+                }
+            )
+            updates.append(
+                A.UpdateTask(
+                    task.model_copy(update={"pending_reasons": decision.reasons, "status": status})
+                )
+            )
+    writer = Writer(ctx)
+    if await writer.apply(updates):
+        return len(updates)
+    # Someone changed one of them meanwhile: commit one by one so the rest still land.
+    written = 0
+    for update in updates:
+        written += int(await writer.apply([update]))
+    return written
+
+
+async def maintenance(ctx: ServerContext) -> None:
+    """Drop old history: task records (gc), events beyond KEEP_EVENTS, store revisions."""
+    writer = Writer(ctx)
+    for action in collect_garbage(ctx.cache.services(), ctx.cache.tasks()):
+        await writer.apply([action])
+    kvs, _ = await ctx.store.range(objects.EVENTS)
+    if len(kvs) > KEEP_EVENTS:
+        doomed: list[Op] = [DeleteOp(kv.key) for kv in kvs[: len(kvs) - KEEP_EVENTS]]
+        await ctx.store.txn([], doomed, [])
+    current = await ctx.store.current_revision()
+    if current > KEEP_REVISIONS:
+        await ctx.store.compact(current - KEEP_REVISIONS)
+    await ctx.store.expire_leases()
+
+
+async def run_loops(ctx: ServerContext) -> None:
+    generation = -1
+    last_gc = 0.0
+    loop = asyncio.get_running_loop()
+    while True:
+        generation = await ctx.cache.wait_changed(generation, TICK)
+        try:
+            await reconcile_pass(ctx)
+            await schedule_pass(ctx)
+            if loop.time() - last_gc > GC_EVERY:
+                last_gc = loop.time()
+                await maintenance(ctx)
+        except ShoalError as exc:
+            log.warning("control loop pass failed: %s", exc)
+        except Exception:  # a bug in one pass must not stop the control plane
+            log.exception("control loop pass crashed")
+            await asyncio.sleep(TICK)

@@ -1,0 +1,75 @@
+"""Has a stack converged? Per-service progress for `deploy --wait` and CI (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.model.cluster import Service, ServiceMode, Task, TaskState
+
+_FAILED = (TaskState.FAILED, TaskState.REJECTED, TaskState.ORPHANED)
+
+
+def service_status(service: Service, tasks: list[Task]) -> dict[str, Any]:
+    mine = [t for t in tasks if t.service_id == service.id]
+    current = [t for t in mine if t.spec_version >= service.version]
+    job = service.mode in (ServiceMode.REPLICATED_JOB, ServiceMode.GLOBAL_JOB)
+    stale = [t for t in mine if t.spec_version < service.version and not t.status.state.terminal]
+    gave_up = [t for t in current if t.desired_state in _FAILED]
+    if job:
+        ready = sum(1 for t in current if t.status.state == TaskState.COMPLETE)
+        desired = (
+            service.replicas
+            if service.mode == ServiceMode.REPLICATED_JOB
+            else len({t.node_id for t in current})
+        )
+    else:
+        ready = sum(
+            1
+            for t in current
+            if t.desired_state == TaskState.RUNNING
+            and t.status.state == TaskState.RUNNING
+            and t.status.health in ("", "healthy")
+        )
+        desired = (
+            service.replicas
+            if service.mode == ServiceMode.REPLICATED
+            else sum(1 for t in current if t.desired_state == TaskState.RUNNING)
+        )
+    message = ""
+    if service.removing:
+        state = "removing"
+    elif gave_up:
+        state = "failed"
+        last = max(gave_up, key=lambda t: t.updated_at)
+        message = (
+            f"task {last.name} {last.status.state.value}: "
+            f"{last.status.error or last.status.message or 'no more restarts'}"
+        )
+    elif ready >= desired and not stale:
+        state = "converged"
+    else:
+        state = "progressing"
+        pending = [t for t in current if t.status.state == TaskState.PENDING and t.pending_reasons]
+        if pending:
+            message = pending[0].pending_reasons.get("summary", "")
+    return {
+        "name": service.name,
+        "version": service.version,
+        "mode": service.mode.value,
+        "state": state,
+        "ready": ready,
+        "desired": desired,
+        "message": message,
+    }
+
+
+def stack_status(services: list[Service], tasks: list[Task]) -> dict[str, Any]:
+    rows = [service_status(s, tasks) for s in services]
+    states = {r["state"] for r in rows}
+    if "failed" in states:
+        overall = "failed"
+    elif states <= {"converged"}:
+        overall = "converged"
+    else:
+        overall = "progressing"
+    return {"state": overall, "services": rows}
