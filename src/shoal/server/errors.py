@@ -6,6 +6,7 @@ the same ShoalError on its side; nothing a user can send produces a 500.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,8 @@ from shoal.model.errors import (
     Unavailable,
     format_path,
 )
+
+log = logging.getLogger(__name__)
 
 STATUS: list[tuple[type[ShoalError], int]] = [
     (NotFound, 404),
@@ -65,7 +68,14 @@ def _http(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body(kind, str(exc.detail)), exc.status_code, headers=exc.headers)
 
 
+def _internal(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("internal error", exc_info=exc)
+    message = f"internal error ({type(exc).__name__}): this is a bug in shoal, please report it"
+    return JSONResponse(body("Internal", message), 500)
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _internal)
     app.add_exception_handler(ShoalError, _shoal)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(ValidationError, _validation)

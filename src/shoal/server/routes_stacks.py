@@ -126,7 +126,7 @@ async def get_stack(name: str, ctx: ServerContext = Depends(context)) -> Stack:
 async def get_stack_status(name: str, ctx: ServerContext = Depends(context)) -> dict[str, Any]:
     """Per service: converged | progressing | failed | removing, ready/desired, why."""
     await get_stack(name, ctx)
-    result = status.stack_status(ctx.cache.services(name), ctx.cache.tasks(name))
+    result = status.stack_status(ctx.cache.services(name), ctx.cache.tasks(name), ctx.clock())
     result["stack"] = name
     result["revision"] = ctx.cache.revision
     return result

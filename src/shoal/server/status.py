@@ -1,4 +1,9 @@
-"""Has a stack converged? Per-service progress for `deploy --wait` and CI (pure)."""
+"""Has a stack converged? Per-service progress for `deploy --wait` and CI (pure).
+
+Like `docker service create`'s progress, a running task counts as ready only once it has run
+for the service's `update_config.monitor` (default STABLE_SECONDS): a task that crashes a
+moment after starting must not let a CI pipeline go green.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,17 @@ from typing import Any
 from shoal.model.cluster import Service, ServiceMode, Task, TaskState
 
 _FAILED = (TaskState.FAILED, TaskState.REJECTED, TaskState.ORPHANED)
+STABLE_SECONDS = 3.0
 
 
-def service_status(service: Service, tasks: list[Task]) -> dict[str, Any]:
+def stable_for(service: Service) -> float:
+    update = service.spec.deploy.update_config if service.spec.deploy else None
+    if update is not None and update.monitor is not None:
+        return update.monitor.total_seconds()
+    return STABLE_SECONDS
+
+
+def service_status(service: Service, tasks: list[Task], now: float) -> dict[str, Any]:
     mine = [t for t in tasks if t.service_id == service.id]
     current = [t for t in mine if t.spec_version >= service.version]
     job = service.mode in (ServiceMode.REPLICATED_JOB, ServiceMode.GLOBAL_JOB)
@@ -23,12 +36,14 @@ def service_status(service: Service, tasks: list[Task]) -> dict[str, Any]:
             else len({t.node_id for t in current})
         )
     else:
+        settle = stable_for(service)
         ready = sum(
             1
             for t in current
             if t.desired_state == TaskState.RUNNING
             and t.status.state == TaskState.RUNNING
             and t.status.health in ("", "healthy")
+            and now - (t.status.started_at or t.status.timestamp) >= settle
         )
         desired = (
             service.replicas
@@ -63,8 +78,8 @@ def service_status(service: Service, tasks: list[Task]) -> dict[str, Any]:
     }
 
 
-def stack_status(services: list[Service], tasks: list[Task]) -> dict[str, Any]:
-    rows = [service_status(s, tasks) for s in services]
+def stack_status(services: list[Service], tasks: list[Task], now: float) -> dict[str, Any]:
+    rows = [service_status(s, tasks, now) for s in services]
     states = {r["state"] for r in rows}
     if "failed" in states:
         overall = "failed"
