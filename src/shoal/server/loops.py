@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from shoal.controllers import actions as A
 from shoal.controllers.gc import collect_garbage
 from shoal.controllers.nodes import reconcile_node
-from shoal.controllers.removal import reconcile_removal
 from shoal.controllers.services import reconcile_service
 from shoal.model.cluster import Node, Service, Stack, Task, TaskState, TaskStatus
 from shoal.model.codec import encode
@@ -110,11 +109,9 @@ async def reconcile_pass(ctx: ServerContext) -> int:
     batches: list[list[A.Action]] = [reconcile_node(node, now) for node in nodes]
     services = cache.services()
     for svc in services:
-        tasks = by_service.get(svc.id, [])
-        if svc.removing:
-            batches.append(reconcile_removal(svc, tasks, now))
-        else:
-            batches.append(reconcile_service(svc, tasks, nodes, now, ctx.new_id))
+        # reconcile_service handles `removing` too, after orphaning tasks on lost nodes (so a
+        # dead node cannot hold a removal up forever).
+        batches.append(reconcile_service(svc, by_service.get(svc.id, []), nodes, now, ctx.new_id))
     live = {s.id for s in services}
     batches.append(_stop_strays(all_tasks, live, now))
     written = 0
