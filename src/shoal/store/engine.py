@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from shoal.model.errors import Unavailable
 
-from .base import Compare, Event, KeyValue, Op, TxnResult
+from .base import Compare, Event, KeyValue, Op, Store, TxnResult
 from .keys import check_prefix, check_revision
 from .mvcc import MVCC, Position
 
@@ -136,3 +136,8 @@ class EngineStore:
 
     async def expire_leases(self) -> list[int]:
         return await self._call(lambda: self._mvcc.expire_leases())
+
+
+def _conforms(store: EngineStore) -> Store:
+    """Never called: makes mypy prove that `EngineStore` satisfies the `Store` protocol."""
+    return store

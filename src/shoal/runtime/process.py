@@ -1,0 +1,335 @@
+"""The `process` driver: a container is a host process (Nomad's raw_exec), no isolation.
+
+Each container has a state directory `<root>/<id>/` (layout in `monitor.py`) and, once started,
+a monitor process of its own (`python -m shoal.runtime.monitor`, in a new session) that runs the
+workload, writes its logs and records its exit status. This driver only writes `spec.json`,
+spawns monitors, sends signals and reads files — so any number of instances, in any process,
+over the same root agree, and an agent restarted after `kill -9` re-adopts everything.
+
+Limits, by design of a driver without namespaces or cgroups: `image`, `hostname` (only exported
+as `$HOSTNAME`) and `resources` are ignored; `user` is applied only when running as root (others
+run the workload as themselves); `oom_killed` is always false. The workload's environment is the
+spec's `env` over a default `PATH`, never the agent's. Times are the monitor's wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import os
+import re
+import shutil
+import signal as _signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import shoal
+from shoal.model.errors import Conflict, NotFound, Unavailable
+
+from .base import ContainerSpec, ContainerState, LogLine, Stream, parse_signal
+from .logs import LogReader
+from .monitor import (
+    DEFAULT_PATH,
+    EXIT,
+    LOG_DIR,
+    MONITOR_LOG,
+    MONITOR_PID,
+    PID,
+    SPEC,
+    STARTED,
+    is_alive,
+    proc_stat,
+    read_json,
+    write_json_atomic,
+)
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_READY_FD = 3
+KILL_TIMEOUT = 10.0  # after SIGKILL: only a process stuck in the kernel (D state) takes longer
+
+
+class ProcessRuntime:
+    """Runs containers as host processes, state under `root` (created on first use)."""
+
+    name = "process"
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        python: str = sys.executable,
+        poll_interval: float = 0.05,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self._python = python
+        self._poll = poll_interval
+        self._start_timeout = start_timeout
+
+    async def available(self) -> bool:
+        return sys.platform == "linux" and os.path.exists("/proc/self/stat")
+
+    def _dir(self, id: str) -> Path:
+        path = self.root / id
+        if not _ID.match(id) or not (path / SPEC).exists():
+            raise NotFound(f"no container {id!r} in {self.root}")
+        return path
+
+    async def create(self, spec: ContainerSpec) -> ContainerState:
+        path = self.root / spec.id
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            raise Conflict(f"container {spec.id!r} already exists") from None
+        write_json_atomic(path / SPEC, spec.model_dump(mode="json"))
+        return self._state(path)
+
+    async def start(self, id: str) -> ContainerState:
+        path = self._dir(id)
+        try:
+            os.close(os.open(path / STARTED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            state = self._state(path)
+            if state.status in ("exited", "unknown"):
+                raise Conflict(
+                    f"container {id!r} has {state.status}; it cannot be started again",
+                    hint="create a new container",
+                ) from None
+            return state
+        await self._spawn_monitor(path)
+        if not (path / PID).exists() and not (path / EXIT).exists():
+            state = self._state(path)
+            if state.status == "unknown" or not self._monitor_alive(path):
+                # The monitor died before it could say anything: record that, for good.
+                error = f"monitor failed to start, see {path / MONITOR_LOG}"
+                write_json_atomic(path / EXIT, {"exit_code": None, "error": error})
+        return self._state(path)
+
+    async def _spawn_monitor(self, path: Path) -> None:
+        r, w = os.pipe()
+        if w == _READY_FD:  # dup2 onto itself would keep close-on-exec set
+            w2 = os.dup(w)
+            os.close(w)
+            w = w2
+        # -P: nothing in the agent's working directory can shadow a module; -S: no site, as the
+        # monitor needs only the standard library and shoal (PYTHONPATH), and starts sooner.
+        argv = [self._python, "-P", "-S", "-m", "shoal.runtime.monitor"]
+        argv += ["--ready-fd", str(_READY_FD), str(path)]
+        env = {
+            "PATH": os.environ.get("PATH", DEFAULT_PATH),
+            "PYTHONPATH": str(Path(shoal.__file__).resolve().parent.parent),
+        }
+        log_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        try:
+            os.posix_spawn(
+                self._python,
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, str(path / MONITOR_LOG), log_flags, 0o644),
+                    (os.POSIX_SPAWN_DUP2, 1, 2),
+                    (os.POSIX_SPAWN_DUP2, w, _READY_FD),
+                ],
+                setsid=True,  # its own session: killing the agent's group spares it
+            )
+        except OSError as exc:
+            os.close(r)
+            (path / STARTED).unlink(missing_ok=True)
+            raise Unavailable(f"cannot run the monitor with {self._python}: {exc}") from exc
+        finally:
+            os.close(w)
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(r, lambda: None if ready.done() else ready.set_result(None))
+        try:
+            async with asyncio.timeout(self._start_timeout):
+                await ready
+        except TimeoutError:
+            pass  # a stuck monitor: the state says so
+        finally:
+            loop.remove_reader(r)
+            os.close(r)
+
+    async def stop(self, id: str, *, grace: float | None = None) -> ContainerState:
+        path = self._dir(id)
+        state = self._state(path)
+        if state.status != "running":
+            return state
+        spec = self._spec(path)
+        grace = spec.stop_grace_period if grace is None else grace
+        self._signal(path, parse_signal(spec.stop_signal))
+        state = await self._until(path, lambda s: s.status != "running", grace)
+        if state.status == "running":
+            self._signal(path, _signal.SIGKILL)
+            state = await self._until(path, lambda s: s.status != "running", KILL_TIMEOUT)
+        return state
+
+    async def kill(self, id: str, signal: str | int) -> None:
+        path = self._dir(id)
+        signo = parse_signal(signal)
+        if self._state(path).status != "running":
+            raise Conflict(f"container {id!r} is not running")
+        self._signal(path, signo)
+
+    def _signal(self, path: Path, signo: int) -> None:
+        """The stop signal goes to the main process, as Docker sends it to PID 1; SIGKILL takes
+        the whole process group, as a container's processes die together."""
+        record = read_json(path / PID)
+        if record is None or not is_alive(record["pid"], record.get("start_ticks")):
+            return  # already gone (or its pid recycled: never signal a stranger)
+        try:
+            if signo == _signal.SIGKILL:
+                os.killpg(record["pid"], signo)
+            else:
+                os.kill(record["pid"], signo)
+        except ProcessLookupError:
+            pass
+
+    async def remove(self, id: str) -> None:
+        path = self._dir(id)
+        state = await self.stop(id)
+        if state.status == "running":
+            raise Unavailable(f"container {id!r} did not stop; not removed")
+        # The monitor exits right after writing exit.json: let it, and reap it if it is ours.
+        await self._until(path, lambda _: not self._monitor_alive(path), 5.0)
+        self._reap_monitor(path)
+        await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+
+    async def state(self, id: str) -> ContainerState:
+        return self._state(self._dir(id))
+
+    async def list(self) -> builtins.list[ContainerState]:
+        if not self.root.is_dir():
+            return []
+        out: builtins.list[ContainerState] = []
+        for path in sorted(self.root.iterdir()):
+            if (path / SPEC).exists():
+                try:
+                    out.append(self._state(path))
+                except NotFound:
+                    continue  # removed while we looked
+        return out
+
+    def logs(
+        self,
+        id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: float | None = None,
+    ) -> AsyncIterator[LogLine]:
+        return self._logs(self._dir(id), follow, tail, since)
+
+    async def _logs(
+        self, path: Path, follow: bool, tail: int | None, since: float | None
+    ) -> AsyncIterator[LogLine]:
+        with LogReader(path / LOG_DIR) as reader:
+            records = [r for r in reader.read_existing() if since is None or r.time >= since]
+            if tail is not None:
+                records = records[-tail:] if tail > 0 else []
+            for r in records:
+                yield LogLine(time=r.time, stream=_stream(r.stream), text=r.text)
+            while follow:
+                # Ended before this read? Then the read drains everything: the monitor closes
+                # the log before it writes exit.json.
+                ended = self._state(path).status in ("exited", "unknown")
+                batch = reader.poll()
+                for r in batch:
+                    if since is None or r.time >= since:
+                        yield LogLine(time=r.time, stream=_stream(r.stream), text=r.text)
+                if ended:
+                    return
+                if not batch:
+                    await asyncio.sleep(self._poll)
+
+    async def wait(self, id: str) -> ContainerState:
+        path = self._dir(id)
+        return await self._until(path, lambda s: s.status in ("exited", "unknown"), None)
+
+    async def _until(
+        self, path: Path, done: Callable[[ContainerState], bool], timeout: float | None
+    ) -> ContainerState:
+        """Poll the state until `done` or `timeout` seconds; returns the last state read."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        delay = 0.002  # start fast: most stops finish within milliseconds
+        while True:
+            state = self._state(path)
+            if done(state):
+                return state
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return state
+            await asyncio.sleep(delay if left is None else min(delay, left))
+            delay = min(delay * 2, self._poll)
+
+    def _spec(self, path: Path) -> ContainerSpec:
+        return ContainerSpec.model_validate_json((path / SPEC).read_bytes())
+
+    def _monitor_alive(self, path: Path) -> bool:
+        record = read_json(path / MONITOR_PID)
+        return record is not None and is_alive(record["pid"], record.get("start_ticks"))
+
+    def _reap_monitor(self, path: Path) -> None:
+        """Collect the exit of a monitor this process spawned (it is our child until we die);
+        only a zombie of ours with the recorded start time, so no other child is disturbed."""
+        record = read_json(path / MONITOR_PID)
+        if record is None:
+            return
+        stat = proc_stat(record["pid"])
+        if stat and stat[0] == "Z" and stat[1] == os.getpid() and stat[2] == record["start_ticks"]:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(record["pid"], os.WNOHANG)
+
+    def _state(self, path: Path) -> ContainerState:
+        spec = read_json(path / SPEC)
+        if spec is None:
+            raise NotFound(f"no container {path.name!r} in {self.root}")
+        base = {"id": spec["id"], "name": spec.get("name", ""), "labels": spec.get("labels", {})}
+        pid = read_json(path / PID)
+        started_at = pid.get("started_at") if pid else None
+        ended = read_json(path / EXIT)
+        if ended is not None:
+            self._reap_monitor(path)
+            code = ended.get("exit_code")
+            return ContainerState(
+                **base,
+                status="exited" if code is not None else "unknown",
+                exit_code=code,
+                started_at=started_at,
+                finished_at=ended.get("finished_at"),
+                error=ended.get("error"),
+            )
+        monitor_alive = self._monitor_alive(path)
+        if pid is not None:
+            if monitor_alive or is_alive(pid["pid"], pid.get("start_ticks")):
+                lost = None if monitor_alive else "monitor gone: the exit status will be lost"
+                return ContainerState(
+                    **base, status="running", pid=pid["pid"], started_at=started_at, error=lost
+                )
+            error = "monitor and workload ended without recording an exit status"
+            return ContainerState(**base, status="unknown", started_at=started_at, error=error)
+        if (path / MONITOR_PID).exists() and not monitor_alive:
+            error = f"monitor died before starting the workload, see {path / MONITOR_LOG}"
+            return ContainerState(**base, status="unknown", error=error)
+        if self._start_interrupted(path):
+            error = "start was interrupted before the monitor ran"
+            return ContainerState(**base, status="unknown", error=error)
+        return ContainerState(**base, status="created")
+
+    def _start_interrupted(self, path: Path) -> bool:
+        """`started` exists, yet no monitor showed up in time: the agent died mid-start."""
+        try:
+            age = time.time() - (path / STARTED).stat().st_mtime
+        except FileNotFoundError:
+            return False
+        return age > self._start_timeout and not (path / MONITOR_PID).exists()
+
+
+def _stream(value: str) -> Stream:
+    return "stderr" if value == "stderr" else "stdout"
