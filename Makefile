@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_STAMP := .venv-apt.stamp
 # Debian packages shoal drives (runtime, networking, peers for benchmarks).
-APT_PACKAGES := make
+APT_PACKAGES := make curl busybox-static
 
 .PHONY: setup demo test lint typecheck unit bench clean
 
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml $(APT_STAMP)
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/shoal config -f examples/compose.yaml
+	@scripts/demo.sh
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
@@ -38,8 +38,15 @@ unit: setup
 
 test: lint unit
 
+BENCH_APT := docker-compose
+
 bench: setup
+	@missing=""; for p in $(BENCH_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 	$(PY) bench/compose_load.py
+	$(PY) bench/scheduler.py
+	$(PY) bench/store_ops.py
+	$(PY) bench/api.py
 
 clean:
 	rm -rf $(VENV) $(APT_STAMP) .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,11 @@ def services(stack: str | None, output: str) -> None:
         mine = [t for t in tasks if t.service_id == svc.id]
         running = sum(1 for t in mine if t.status.state == "running")
         desired = "global" if svc.mode.value.startswith("global") else str(svc.replicas)
+        if svc.mode.value.endswith("job"):  # jobs count completions, not running tasks
+            running = sum(
+                1 for t in mine if t.status.state == "complete" and t.spec_version == svc.version
+            )
+            desired += " done"
         rows.append(
             {
                 "id": svc.id,
