@@ -50,6 +50,7 @@ async def run_agent(
             log_level="warning",
             lifespan="off",
             access_log=False,
+            timeout_graceful_shutdown=1,
         )
     )
     client = AsyncClient(join, token)

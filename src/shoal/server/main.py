@@ -46,6 +46,7 @@ async def serve(data_dir: Path, listen: str, stop: asyncio.Event, ready: asyncio
             log_level="warning",
             lifespan="off",
             access_log=False,
+            timeout_graceful_shutdown=1,
         )
         server = _Server(config)
         async with asyncio.TaskGroup() as tg:
