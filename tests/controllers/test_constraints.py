@@ -29,8 +29,8 @@ NODE = Node(
         ("node.platform.os==linux", None),
         ("node.platform.arch==amd64", None),
         ("node.platform.arch==arm64", "not met"),
-        ("node.color==red", "unknown constraint key"),
-        ("zone", "no == or != operator"),
+        ("node.color==red", "unknown attribute 'node.color'"),
+        ("zone", "expected KEY==VALUE or KEY!=VALUE"),
     ],
 )
 def test_constraint(constraint: str, reason: str | None) -> None:

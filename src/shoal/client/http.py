@@ -94,17 +94,31 @@ def _parse(cls: Any, data: Any) -> Any:
     return TypeAdapter(cls).validate_python(data)
 
 
-def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
-    event, data = "message", list[str]()
-    for line in lines:
+class SSEParser:
+    """Server-Sent Events, one line at a time: `feed` returns (event, JSON data) at frame ends."""
+
+    def __init__(self) -> None:
+        self.event = "message"
+        self.data: list[str] = []
+
+    def feed(self, line: str) -> tuple[str, Any] | None:
         if not line:
-            if data:
-                yield event, json.loads("\n".join(data))
-            event, data = "message", list[str]()
-        elif line.startswith("event:"):
-            event = line[6:].strip()
+            frame = (self.event, json.loads("\n".join(self.data))) if self.data else None
+            self.event, self.data = "message", []
+            return frame
+        if line.startswith("event:"):
+            self.event = line[6:].strip()
         elif line.startswith("data:"):
-            data.append(line[5:].strip())
+            self.data.append(line[5:].strip())
+        return None  # comments (keep-alives) and ids
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+    parser = SSEParser()
+    for line in lines:
+        frame = parser.feed(line)
+        if frame is not None:
+            yield frame
 
 
 class Client:
@@ -290,16 +304,11 @@ class AsyncClient:
                 if response.status_code >= 400:
                     await response.aread()
                     _raise_for(response)
-                event, data = "message", list[str]()
+                parser = SSEParser()
                 async for line in response.aiter_lines():
-                    if not line:
-                        if data:
-                            yield event, json.loads("\n".join(data))
-                        event, data = "message", list[str]()
-                    elif line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data.append(line[5:].strip())
+                    frame = parser.feed(line)
+                    if frame is not None:
+                        yield frame
         except httpx.TransportError as exc:
             raise _unavailable(self.addr, exc) from None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from shoal.model.cluster import Availability
+from shoal.model.cluster import Availability, Node
 from shoal.scheduler.snapshot import NANO, Constraint, NodeView, Requirements, normalise_arch
 
 Filter = Callable[[Requirements, NodeView], str | None]
@@ -19,7 +19,15 @@ Filter = Callable[[Requirements, NodeView], str | None]
 
 def node_attribute(view: NodeView, key: str) -> str | None:
     """The value of a constraint/preference key on a node; None when the node lacks it."""
-    node = view.node
+    if key == "node.platform.os":
+        return view.os
+    if key == "node.platform.arch":
+        return view.arch
+    return node_value(view.node, key)
+
+
+def node_value(node: Node, key: str) -> str | None:
+    """`node_attribute` for a bare Node (no pass in progress), e.g. for global services."""
     if key.startswith("node.labels."):
         return node.spec.labels.get(key[len("node.labels.") :])
     if key.startswith("engine.labels."):
@@ -31,14 +39,17 @@ def node_attribute(view: NodeView, key: str) -> str | None:
     if key == "node.role":
         return node.spec.role
     if key == "node.platform.os":
-        return view.os
+        return node.description.os
     if key == "node.platform.arch":
-        return view.arch
+        return normalise_arch(node.description.arch)
     return None
 
 
 def constraint_matches(c: Constraint, view: NodeView) -> bool:
-    actual = node_attribute(view, c.key)
+    return value_matches(c, node_attribute(view, c.key))
+
+
+def value_matches(c: Constraint, actual: str | None) -> bool:
     if actual is None:
         return not c.equal  # a missing label never equals, so it always differs
     wanted = c.value
