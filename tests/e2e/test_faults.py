@@ -82,3 +82,20 @@ def test_agent_kill9_readopts_and_notices_exits(split: Cluster, tmp_path: Path) 
     }
     assert web_after == web_before  # same tasks, same processes: nothing restarted
     assert after[short_first.id].status.state == "failed"
+
+
+def test_sigterm_leaves_workloads_for_the_next_start(one_node: Cluster, tmp_path: Path) -> None:
+    text = "name: keep\nservices:\n  web:\n    image: none\n    command: [sleep, '300']\n"
+    with one_node.client() as api:
+        api.deploy("keep", project(tmp_path, text))
+    wait_until(lambda: converged_exactly(one_node, "keep", {"web": 1}))
+    with one_node.client() as api:
+        (task,) = api.tasks("keep")
+    one_node.stop("up")  # SIGTERM: a clean stop of shoal, not of the workloads
+    assert task.status.pid is not None
+    assert Path(f"/proc/{task.status.pid}").exists()
+    one_node.start_up()
+    wait_until(lambda: converged_exactly(one_node, "keep", {"web": 1}))
+    with one_node.client() as api:
+        (again,) = api.tasks("keep")
+    assert (again.id, again.status.pid) == (task.id, task.status.pid)
