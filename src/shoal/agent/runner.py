@@ -48,7 +48,12 @@ def _finished(task: Task, container: ContainerState) -> Report:
         return Report(TaskState.SHUTDOWN, "stopped", exit_code=code)
     if code == 0:
         return Report(TaskState.COMPLETE, "finished", exit_code=0)
-    error = container.error or f"exited with code {code}"
+    if container.error:
+        error = container.error
+    elif code is None:
+        error = f"the runtime lost track of the container (status {container.status})"
+    else:
+        error = f"exited with code {code}"
     if container.oom_killed:
         error = f"killed: out of memory (exit code {code})"
     return Report(TaskState.FAILED, "task failed", error=error, exit_code=code)

@@ -18,7 +18,8 @@ from shoal.model.compose_service import ServiceSpec
 from shoal.server import objects
 from shoal.store import Compare, Op, PutOp
 
-Action = Literal["create", "update", "remove", "unchanged"]
+Action = Literal["create", "update", "scale", "remove", "unchanged"]
+SCALE_ONLY = frozenset({"deploy.replicas", "scale"})
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,10 @@ def plan(name: str, project: ComposeProject, existing: list[Service]) -> Plan:
             changes.append(ServiceChange(svc_name, "create", version=1))
             continue
         delta = diff(current.spec, spec)
-        if delta:
+        if delta and all(c.path in SCALE_ONLY for c in delta):
+            # Like `shoal scale`: more or fewer tasks, none of the running ones replaced.
+            changes.append(ServiceChange(svc_name, "scale", delta, current.version))
+        elif delta:
             changes.append(ServiceChange(svc_name, "update", delta, current.version + 1))
         else:
             changes.append(ServiceChange(svc_name, "unchanged", version=current.version))
@@ -166,6 +170,9 @@ def build_commit(
                 created_at=now,
                 updated_at=now,
             )
+        elif change.action == "scale":
+            assert current is not None
+            svc = current[0].model_copy(update={"spec": spec, "updated_at": now})
         else:
             assert current is not None
             svc = current[0].model_copy(
@@ -177,7 +184,8 @@ def build_commit(
                 }
             )
         ops.append(PutOp(key, encode(svc)))
-        ops.append(PutOp(objects.version_key(name, change.name, change.version), encode(spec)))
+        if change.action != "scale":
+            ops.append(PutOp(objects.version_key(name, change.name, change.version), encode(spec)))
         ops.append(_event(now, "service", change.action, svc, f"version {change.version}"))
     return Commit(compares, ops)
 

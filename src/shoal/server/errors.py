@@ -48,9 +48,12 @@ def body(kind: str, message: str, hint: str | None = None, field: str | None = N
 
 def _shoal(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ShoalError)
-    status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
+    kind, status = next(
+        ((cls.__name__, code) for cls, code in STATUS if isinstance(exc, cls)),
+        (type(exc).__name__, 500),
+    )
     field = exc.path_str if isinstance(exc, ComposeError) and exc.path else None
-    return JSONResponse(body(type(exc).__name__, exc.message, exc.hint, field), status)
+    return JSONResponse(body(kind, exc.message, exc.hint, field), status)
 
 
 def _validation(_: Request, exc: Exception) -> JSONResponse:

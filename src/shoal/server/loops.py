@@ -38,13 +38,18 @@ class Writer:
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
+        # Every compare uses the revision read here, with the snapshot the actions came from:
+        # a later one would let a stale decision overwrite a newer write.
         self.tasks: dict[str, tuple[str, int]] = {}  # task id → (key, mod_revision)
-        self.services: dict[str, Service] = {}
+        self.services: dict[str, tuple[Service, int]] = {}  # service id → (service, rev)
+        self.nodes: dict[str, int] = {}  # node id → mod_revision
         for key, (obj, rev) in ctx.cache.items.items():
             if isinstance(obj, Task):
                 self.tasks[obj.id] = (key, rev)
             elif isinstance(obj, Service):
-                self.services[obj.id] = obj
+                self.services[obj.id] = (obj, rev)
+            elif isinstance(obj, Node):
+                self.nodes[obj.id] = rev
 
     def ops(self, actions: Iterable[A.Action]) -> tuple[list[Compare], list[Op]]:
         compares: list[Compare] = []
@@ -65,19 +70,16 @@ class Writer:
                     compares.append(Compare.mod_revision(known[0], "==", known[1]))
                     ops.append(DeleteOp(known[0]))
             elif isinstance(action, A.DeleteService):
-                svc = self.services.get(action.service_id)
-                if svc is not None:
+                known_svc = self.services.get(action.service_id)
+                if known_svc is not None:
+                    svc, rev = known_svc
                     key = objects.service_key(svc.stack, svc.name)
-                    compares.append(
-                        Compare.mod_revision(key, "==", self.ctx.cache.revision_of(svc))
-                    )
+                    compares.append(Compare.mod_revision(key, "==", rev))
                     ops.append(DeleteOp(key))
                     ops.append(DeleteOp(objects.version_key(svc.stack, svc.name, 0)[:-8], True))
             elif isinstance(action, A.UpdateNode):
                 key = objects.node_key(action.node.id)
-                compares.append(
-                    Compare.mod_revision(key, "==", self.ctx.cache.revision_of(action.node))
-                )
+                compares.append(Compare.mod_revision(key, "==", self.nodes.get(action.node.id, 0)))
                 ops.append(PutOp(key, encode(action.node)))
             elif isinstance(action, A.Emit):
                 ops.append(self.ctx.event_op(action.event))

@@ -47,9 +47,10 @@ class NodeUpdate(BaseModel):
     role: str | None = None
 
 
-def _node(ctx: ServerContext, node_id: str) -> tuple[Node, int]:
+def _node(ctx: ServerContext, node_id: str, *, exact: bool = False) -> tuple[Node, int]:
+    """A node by id; for people (not agents) also by unique id prefix or hostname."""
     entry = ctx.cache.get(objects.node_key(node_id))
-    if entry is None:
+    if entry is None and not exact:
         matches = [n for n in ctx.cache.nodes() if n.id.startswith(node_id)]
         matches += [n for n in ctx.cache.nodes() if n.description.hostname == node_id]
         if len({n.id for n in matches}) == 1:
@@ -105,7 +106,7 @@ async def heartbeat(
     node_id: str, request: HeartbeatRequest, ctx: ServerContext = Depends(context)
 ) -> NodeStatus:
     for _ in range(3):
-        node, rev = _node(ctx, node_id)
+        node, rev = _node(ctx, node_id, exact=True)
         now = ctx.clock()
         event = None
         if node.status.state != NodeState.READY:

@@ -13,7 +13,7 @@ from shoal.model.cluster import Event, Service, Stack
 from shoal.model.codec import decode, encode
 from shoal.model.compose import ComposeProject
 from shoal.model.compose_service import ServiceSpec
-from shoal.model.errors import Conflict, Invalid, NotFound, format_path
+from shoal.model.errors import ComposeError, Conflict, Invalid, NotFound, format_path
 from shoal.server import deploy, objects, status
 from shoal.server.auth import context
 from shoal.server.context import ServerContext
@@ -54,7 +54,7 @@ def _project(name: str, raw: dict[str, Any]) -> ComposeProject:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(p for p in first["loc"] if isinstance(p, str | int))
-        raise Invalid(f"project.{format_path(loc)}: {first['msg']}") from None
+        raise ComposeError(f"project.{format_path(loc)}: {first['msg']}", path=loc) from None
     for svc_name in project.services:
         if not _STACK_NAME.match(svc_name.lower()):
             raise Invalid(f"invalid service name {svc_name!r}")
