@@ -6,8 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
-
 from shoal.controllers.actions import DeleteService, UpdateNode, UpdateTask
 from shoal.model.cluster import NodeState, Task, TaskState, TaskStatus
 from shoal.model.codec import encode
