@@ -132,25 +132,12 @@ def _stop_strays(tasks: list[Task], live: set[str], now: float) -> list[A.Action
             continue
         if task.status.state.terminal:
             continue
-        if not task.node_id:
-            status = TaskStatus(state=TaskState.SHUTDOWN, timestamp=now, message="service removed")
-            out.append(
-                A.UpdateTask(
-                    task.model_copy(
-                        update={
-                            "desired_state": TaskState.REMOVE,
-                            "status": status,
-                            "updated_at": now,
-                        }
-                    )
-                )
+        update: dict[str, object] = {"desired_state": TaskState.REMOVE, "updated_at": now}
+        if not task.node_id:  # never handed to an agent: nobody else will mark it stopped
+            update["status"] = TaskStatus(
+                state=TaskState.SHUTDOWN, timestamp=now, message="service removed"
             )
-        else:
-            out.append(
-                A.UpdateTask(
-                    task.model_copy(update={"desired_state": TaskState.REMOVE, "updated_at": now})
-                )
-            )
+        out.append(A.UpdateTask(task.model_copy(update=update)))
     return out
 
 
