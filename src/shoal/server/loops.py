@@ -28,6 +28,7 @@ from shoal.store import Compare, DeleteOp, Op, PutOp
 log = logging.getLogger(__name__)
 
 TICK = 0.5
+FULL_EVERY = 1.0
 GC_EVERY = 10.0
 KEEP_EVENTS = 10_000
 KEEP_REVISIONS = 50_000
@@ -98,8 +99,9 @@ class Writer:
         return result.succeeded
 
 
-async def reconcile_pass(ctx: ServerContext) -> int:
-    """One pass of every controller; returns how many transactions were written."""
+async def reconcile_pass(ctx: ServerContext, only: set[str] | None = None) -> int:
+    """One pass of the controllers (over `only` these "stack/service" names, or all);
+    returns how many transactions were written."""
     now = ctx.clock()
     cache = ctx.cache
     writer = Writer(ctx)
@@ -108,18 +110,23 @@ async def reconcile_pass(ctx: ServerContext) -> int:
     all_tasks = cache.tasks()
     for task in all_tasks:
         by_service.setdefault(task.service_id, []).append(task)
-    batches: list[list[A.Action]] = [reconcile_node(node, now) for node in nodes]
+    batches: list[list[A.Action]] = []
+    if only is None:
+        batches += [reconcile_node(node, now) for node in nodes]
     services = cache.services()
     for svc in services:
+        if only is not None and f"{svc.stack}/{svc.name}" not in only:
+            continue
         # reconcile_service handles `removing` too, after orphaning tasks on lost nodes (so a
         # dead node cannot hold a removal up forever).
         batches.append(reconcile_service(svc, by_service.get(svc.id, []), nodes, now, ctx.new_id))
-    live = {s.id for s in services}
-    batches.append(_stop_strays(all_tasks, live, now))
+    if only is None:
+        batches.append(_stop_strays(all_tasks, {s.id for s in services}, now))
     written = 0
     for batch in batches:
         if batch and await writer.apply(batch):
             written += 1
+        await asyncio.sleep(0)  # let API requests in between services
     written += await _finish_removed_stacks(ctx, services)
     return written
 
@@ -224,16 +231,24 @@ async def maintenance(ctx: ServerContext) -> None:
     if current > KEEP_REVISIONS:
         await ctx.store.compact(current - KEEP_REVISIONS)
     await ctx.store.expire_leases()
+    ctx.cache.gc_specs()
 
 
 async def run_loops(ctx: ServerContext) -> None:
+    """Level-triggered: services whose objects changed are reconciled at once; every service
+    (and every node) at least every FULL_EVERY seconds, for what time alone changes."""
     generation = -1
-    last_gc = 0.0
+    last_gc = last_full = 0.0
     loop = asyncio.get_running_loop()
     while True:
         generation = await ctx.cache.wait_changed(generation, TICK)
         try:
-            await reconcile_pass(ctx)
+            dirty, nodes_changed = ctx.cache.take_dirty()
+            if nodes_changed or loop.time() - last_full >= FULL_EVERY:
+                last_full = loop.time()
+                await reconcile_pass(ctx)
+            elif dirty:
+                await reconcile_pass(ctx, dirty)
             await schedule_pass(ctx)
             if loop.time() - last_gc > GC_EVERY:
                 last_gc = loop.time()

@@ -67,13 +67,32 @@ async def watch_events(
     ctx: ServerContext = Depends(context),
 ) -> StreamingResponse:
     """SSE: each event as `event: event` with the Event as data and its revision as id."""
-    start = since + 1 if since is not None else None
+    # Fed from the cache's one store watch (memory fan-out), after a replay from the store
+    # of what the caller missed: subscribing first means nothing falls between the two.
+    subscription = ctx.cache.subscribe()
+    last = since if since is not None else ctx.cache.revision
 
     async def source() -> AsyncIterator[bytes]:
-        async for change in ctx.store.watch(objects.EVENTS, start_revision=start):
-            if change.type is EventType.PUT:
-                event = objects.decode_event(change.kv)
-                yield frame("event", json.loads(event.model_dump_json()), event.revision)
+        nonlocal last
+        try:
+            if since is not None and since < ctx.cache.revision:
+                kvs, last = await ctx.store.range(objects.EVENTS)  # replayed up to `last`
+                for kv in kvs:
+                    if kv.create_revision > since:
+                        event = objects.decode_event(kv)
+                        yield frame("event", json.loads(event.model_dump_json()), event.revision)
+            while True:
+                change = await subscription.next()
+                if change is None:
+                    yield frame("error", {"message": "watch fell behind; resume with since"})
+                    return
+                if change.revision <= last or change.type is not EventType.PUT:
+                    continue
+                if change.kv.key.startswith(objects.EVENTS):
+                    event = objects.decode_event(change.kv)
+                    yield frame("event", json.loads(event.model_dump_json()), event.revision)
+        finally:
+            ctx.cache.unsubscribe(subscription)
 
     return stream(source())
 
