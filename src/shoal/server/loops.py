@@ -10,6 +10,7 @@ state and decides again. Passes run when the cache changes and at least every TI
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 from collections.abc import Iterable
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 TICK = 0.5
 FULL_EVERY = 1.0
+SCHEDULE_CHUNK = 500
 GC_EVERY = 10.0
 KEEP_EVENTS = 10_000
 KEEP_REVISIONS = 50_000
@@ -209,13 +211,28 @@ async def schedule_pass(ctx: ServerContext) -> int:
                 )
             )
     writer = Writer(ctx)
-    if await writer.apply(updates):
-        return len(updates)
-    # Someone changed one of them meanwhile: commit one by one so the rest still land.
     written = 0
-    for update in updates:
-        written += int(await writer.apply([update]))
+    for start in range(0, len(updates), SCHEDULE_CHUNK):
+        chunk = updates[start : start + SCHEDULE_CHUNK]
+        if await writer.apply(chunk):
+            written += len(chunk)
+            continue
+        # Someone changed one of them meanwhile: commit one by one so the rest still land.
+        for update in chunk:
+            written += int(await writer.apply([update]))
+    if len(updates) > SCHEDULE_CHUNK:
+        _trim_heap()
     return written
+
+
+def _trim_heap() -> None:
+    """Hand freed heap back to the OS after a big pass (glibc keeps it otherwise, and RSS
+    would stay at the high-water mark of the largest pass ever made)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 async def maintenance(ctx: ServerContext) -> None:
@@ -232,6 +249,7 @@ async def maintenance(ctx: ServerContext) -> None:
         await ctx.store.compact(current - KEEP_REVISIONS)
     await ctx.store.expire_leases()
     ctx.cache.gc_specs()
+    _trim_heap()
 
 
 async def run_loops(ctx: ServerContext) -> None:
