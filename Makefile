@@ -5,11 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_STAMP := .venv-apt.stamp
 # Debian packages shoal drives (runtime, networking, peers for benchmarks).
-APT_PACKAGES := make curl busybox-static
+APT_PACKAGES := make curl busybox-static runc tini conmon containers-common docker-registry apache2-utils
 
 .PHONY: setup demo test lint typecheck unit bench clean
 
-$(APT_STAMP):
+$(APT_STAMP): Makefile
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -38,7 +38,7 @@ unit: setup
 
 test: lint unit
 
-BENCH_APT := docker-compose
+BENCH_APT := docker-compose docker.io
 
 bench: setup
 	@missing=""; for p in $(BENCH_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
