@@ -1,37 +1,88 @@
-"""From a task to the runtime's ContainerSpec: argv, environment, labels, stop settings."""
+"""From a task (and its image's config) to the runtime's ContainerSpec.
+
+The command/entrypoint rules are Docker's: a service `entrypoint` replaces the image's and also
+drops the image's CMD; a service `command` replaces the image's CMD. Environment is the image's
+`Env` overlaid with the service's; working dir, user and stop signal fall back to the image's.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from shoal.model.cluster import Task
+from shoal.model.errors import Invalid
 from shoal.runtime.base import ContainerSpec
 
 LABEL_TASK = "shoal.task"
 LABEL_STACK = "shoal.stack"
 LABEL_SERVICE = "shoal.service"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def argv(task: Task) -> list[str]:
-    """entrypoint + command, as Compose writes them (image defaults come with the image store)."""
+class ImageDefaults(Protocol):
+    """What an image config contributes (OCI/Docker `config` field names)."""
+
+    Entrypoint: list[str] | None
+    Cmd: list[str] | None
+    Env: list[str] | None
+    WorkingDir: str | None
+    User: str | None
+    StopSignal: str | None
+
+
+def argv(task: Task, image: ImageDefaults | None = None) -> list[str]:
     spec = task.spec
-    return [*(spec.entrypoint or []), *(spec.command or [])]
+    if spec.entrypoint is not None:
+        entrypoint = list(spec.entrypoint)
+        cmd = list(spec.command) if spec.command is not None else []
+    else:
+        entrypoint = list(image.Entrypoint or []) if image else []
+        if spec.command is not None:
+            cmd = list(spec.command)
+        else:
+            cmd = list(image.Cmd or []) if image else []
+    return [*entrypoint, *cmd]
 
 
-def container_spec(task: Task, data_dir: Path) -> ContainerSpec:
+def environment(task: Task, image: ImageDefaults | None = None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in (image.Env or []) if image else []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    for key, given in (task.spec.environment or {}).items():
+        if given is not None:
+            env[key] = given
+    if image is not None:  # a container always gets a PATH (a host process keeps the agent's)
+        env.setdefault("PATH", DEFAULT_PATH)
+    return env
+
+
+def container_spec(
+    task: Task, data_dir: Path, image: ImageDefaults | None = None, rootfs: str | None = None
+) -> ContainerSpec:
     spec = task.spec
-    env = {k: v for k, v in (spec.environment or {}).items() if v is not None}
+    command = argv(task, image)
+    if not command:
+        raise Invalid(
+            f"task {task.name}: nothing to run",
+            hint="set `command:` (or `entrypoint:`) on the service, or use an image with a CMD",
+        )
     grace = spec.stop_grace_period.total_seconds() if spec.stop_grace_period else 10.0
+    extra: dict[str, object] = {}
+    if rootfs is not None:
+        extra["rootfs"] = rootfs
     return ContainerSpec(
         id=task.id,
         name=task.name,
         labels={LABEL_TASK: task.id, LABEL_STACK: task.stack, LABEL_SERVICE: task.service},
         image=spec.image or "",
-        command=argv(task),
-        env=env,
-        working_dir=spec.working_dir,
-        user=spec.user,
-        stop_signal=spec.stop_signal or "SIGTERM",
+        command=command,
+        env=environment(task, image),
+        working_dir=spec.working_dir or (image.WorkingDir if image else None) or None,
+        user=spec.user or (image.User if image else None) or None,
+        stop_signal=spec.stop_signal or (image.StopSignal if image else None) or "SIGTERM",
         stop_grace_period=grace,
         hostname=spec.hostname or task.name.replace("_", "-").replace(".", "-"),
+        **extra,
     )
