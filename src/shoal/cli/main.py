@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "down": ("shoal.cli.daemon", "down", "Remove every stack and stop `shoal up`."),
     "server": ("shoal.cli.daemon", "server", "Run the server alone."),
     "agent": ("shoal.cli.daemon", "agent", "Run an agent that joins a server."),
+    "image": ("shoal.cli.image", "image", "Manage images here: import, ls, inspect, tag, rm."),
 }
 
 

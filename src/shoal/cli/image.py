@@ -1,0 +1,181 @@
+"""`shoal image import|ls|inspect|tag|rm|prune`: the image store of this machine.
+
+These commands work on the local store (`$SHOAL_DATA_DIR/agent/images`, or `--root`), the one
+the agent on this machine runs containers from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shoal.cli.common import handle_errors, output_option, print_rows
+
+root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Image store directory (default $SHOAL_DATA_DIR/agent/images).",
+)
+
+
+def _store(root: Path | None) -> Any:
+    from shoal.images.content import ContentStore
+
+    if root is None:
+        data = os.environ.get("SHOAL_DATA_DIR")
+        if data:
+            base = Path(data).absolute()
+        else:
+            from shoal.client.http import default_data_dir
+
+            base = default_data_dir()
+        root = base / "agent" / "images"
+    return ContentStore(root)
+
+
+def _familiar(name: str) -> str:
+    """`docker.io/library/busybox:latest` → `busybox:latest`, as Docker shows it."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1000
+    return f"{size}B"  # pragma: no cover
+
+
+@click.group("image")
+def image() -> None:
+    """Manage the images on this machine."""
+
+
+@image.command("import")
+@click.argument("tar", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("name", required=False)
+@click.option("--cmd", help="Default command of a rootfs image, e.g. 'httpd -f -p 80'.")
+@click.option("--entrypoint", help="Entrypoint of a rootfs image.")
+@click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for a rootfs image (repeat).")
+@click.option("-w", "--workdir", help="Working directory of a rootfs image.")
+@root_option
+@handle_errors
+def import_(
+    tar: Path,
+    name: str | None,
+    cmd: str | None,
+    entrypoint: str | None,
+    env: tuple[str, ...],
+    workdir: str | None,
+    root: Path | None,
+) -> None:
+    """Import a rootfs tarball as NAME:TAG, or a `docker save` / OCI archive."""
+    import shlex
+
+    from shoal.images.importer import DEFAULT_ENV, import_image
+    from shoal.images.manifest import ContainerConfig
+
+    config = ContainerConfig(
+        Cmd=shlex.split(cmd) if cmd else None,
+        Entrypoint=shlex.split(entrypoint) if entrypoint else None,
+        Env=[*DEFAULT_ENV, *env],
+        WorkingDir=workdir,
+    )
+    for ref in import_image(_store(root), tar, name, config):
+        click.echo(ref)
+
+
+@image.command("ls")
+@output_option
+@root_option
+@handle_errors
+def ls(output: str, root: Path | None) -> None:
+    """List tagged images."""
+    from shoal.images.image import load_image
+    from shoal.model.errors import ShoalError
+
+    store = _store(root)
+    rows = []
+    for ref, digest in store.list_tags().items():
+        row: dict[str, Any] = {"ref": ref, "name": _familiar(ref), "digest": digest}
+        try:
+            loaded = load_image(store, digest)
+            row.update(size=loaded.size, created=loaded.config.created, error=None)
+        except ShoalError as exc:  # e.g. only another platform's image: list it all the same
+            row.update(size=None, created=None, error=exc.message)
+        row["id"] = digest.removeprefix("sha256:")[:12]
+        row["size_human"] = _human(row["size"]) if row["size"] is not None else "-"
+        rows.append(row)
+    print_rows(rows, ["name", "id", "size_human", "created"], output)
+
+
+@image.command("inspect")
+@click.argument("ref")
+@root_option
+@handle_errors
+def inspect(ref: str, root: Path | None) -> None:
+    """Print an image's manifest digest, manifest and config as JSON."""
+    from shoal.images.image import load_image
+
+    loaded = load_image(_store(root), ref)
+    doc = {
+        "ref": ref,
+        "digest": loaded.top_digest,
+        "manifest_digest": loaded.digest,
+        "size": loaded.size,
+        "manifest": loaded.manifest.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "config": loaded.config.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+    click.echo(json.dumps(doc, indent=2))
+
+
+@image.command("tag")
+@click.argument("source")
+@click.argument("target")
+@root_option
+@handle_errors
+def tag(source: str, target: str, root: Path | None) -> None:
+    """Give the image SOURCE another name TARGET."""
+    store = _store(root)
+    store.set_tag(target, store.resolve(source))
+
+
+@image.command("rm")
+@click.argument("refs", nargs=-1, required=True)
+@root_option
+@handle_errors
+def rm(refs: tuple[str, ...], root: Path | None) -> None:
+    """Remove tags (`shoal image prune` then frees the space)."""
+    store = _store(root)
+    for ref in refs:
+        store.remove_tag(ref)
+        click.echo(f"untagged {ref}")
+
+
+@image.command("prune")
+@root_option
+@handle_errors
+def prune(root: Path | None) -> None:
+    """Delete blobs and unpacked layers that no tagged image uses."""
+    from shoal.images.image import load_image
+    from shoal.images.unpack import prune_layers
+    from shoal.model.errors import ShoalError
+
+    store = _store(root)
+    keep: set[str] = set()
+    for digest in store.list_tags().values():
+        try:
+            keep.update(load_image(store, digest).config.rootfs.diff_ids)
+        except ShoalError:
+            continue
+    freed = prune_layers(store, keep) + store.gc()
+    click.echo(f"freed {_human(freed)}")
