@@ -179,3 +179,78 @@ def prune(root: Path | None) -> None:
             continue
     freed = prune_layers(store, keep) + store.gc()
     click.echo(f"freed {_human(freed)}")
+
+
+def _transfer(
+    verb: str, ref: str, root: Path | None, insecure: tuple[str, ...], platform: str | None
+) -> Any:
+    """Pull or push with one progress bar per layer (rich), returning the client's result."""
+    import asyncio
+
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
+    from shoal.images.registry import RegistryClient
+
+    store = _store(root)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=False,
+    ) as bars:
+        ids: dict[str, Any] = {}
+
+        def progress(digest: str, done: int, total: int) -> None:
+            if digest not in ids:
+                ids[digest] = bars.add_task(digest.removeprefix("sha256:")[:12], total=total)
+            bars.update(ids[digest], completed=done, total=total)
+
+        async def run() -> Any:
+            async with RegistryClient(insecure=insecure) as client:
+                if verb == "pull":
+                    kwargs = {"platform": platform} if platform else {}
+                    return await client.pull(ref, store, progress=progress, **kwargs)
+                return await client.push(ref, store, progress=progress)
+
+        return asyncio.run(run())
+
+
+insecure_option = click.option(
+    "--insecure",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Registry reached over plain HTTP (loopback registries are insecure by default).",
+)
+
+
+@image.command("pull")
+@click.argument("ref")
+@click.option("--platform", help="os/arch[/variant] (default: this machine).")
+@insecure_option
+@root_option
+@handle_errors
+def pull(ref: str, platform: str | None, insecure: tuple[str, ...], root: Path | None) -> None:
+    """Pull an image from a registry (OCI distribution API) into this machine's store."""
+    result = _transfer("pull", ref, root, insecure, platform)
+    click.echo(
+        f"pulled {result.reference} ({result.digest}, {_human(result.fetched_bytes)} "
+        f"fetched in {result.fetched_blobs} blobs)"
+    )
+
+
+@image.command("push")
+@click.argument("ref")
+@insecure_option
+@root_option
+@handle_errors
+def push(ref: str, insecure: tuple[str, ...], root: Path | None) -> None:
+    """Push an image from this machine's store to its registry."""
+    digest = _transfer("push", ref, root, insecure, None)
+    click.echo(f"pushed {ref} ({digest})")
