@@ -254,3 +254,57 @@ def push(ref: str, insecure: tuple[str, ...], root: Path | None) -> None:
     """Push an image from this machine's store to its registry."""
     digest = _transfer("push", ref, root, insecure, None)
     click.echo(f"pushed {ref} ({digest})")
+
+
+@image.command("build")
+@click.argument(
+    "context", type=click.Path(exists=True, file_okay=False, path_type=Path), default="."
+)
+@click.option("-t", "--tag", "tag", required=True, help="Name of the image, NAME[:TAG].")
+@click.option(
+    "-f",
+    "--file",
+    "dockerfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Containerfile (default CONTEXT/Containerfile or CONTEXT/Dockerfile).",
+)
+@click.option("--build-arg", "build_args", multiple=True, help="KEY=VALUE for an ARG (repeat).")
+@click.option("--target", help="Build up to this stage (FROM … AS name).")
+@click.option("--no-cache", is_flag=True, help="Run every step again, ignoring the layer cache.")
+@root_option
+@handle_errors
+def build(
+    context: Path,
+    tag: str,
+    dockerfile: Path | None,
+    build_args: tuple[str, ...],
+    target: str | None,
+    no_cache: bool,
+    root: Path | None,
+) -> None:
+    """Build an image from a Containerfile (Dockerfile syntax) and the CONTEXT directory."""
+    from shoal.images.build import build as build_image
+    from shoal.model.errors import Invalid
+
+    args: dict[str, str] = {}
+    for item in build_args:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise Invalid(f"bad --build-arg {item!r}", hint="use --build-arg KEY=VALUE")
+        if not sep:  # `--build-arg KEY` takes the value from the environment, as Docker does
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        args[key] = value
+    digest = build_image(
+        _store(root),
+        context,
+        dockerfile,
+        tag=tag,
+        build_args=args,
+        target=target,
+        no_cache=no_cache,
+        log=click.echo,
+    )
+    click.echo(digest)
