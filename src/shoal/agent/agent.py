@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from shoal.agent import runner
 from shoal.agent.containers import container_spec
+from shoal.agent.images import ImageProvider
 from shoal.agent.node import describe
 from shoal.client.http import AsyncClient
 from shoal.model.cluster import Task, TaskState, TaskStatus
@@ -40,6 +41,7 @@ class Agent:
         addr: str = "",
         labels: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        images: ImageProvider | None = None,
     ) -> None:
         self.client = client
         self.runtime = runtime
@@ -47,6 +49,7 @@ class Agent:
         self.addr = addr
         self.labels = labels or {}
         self.clock = clock
+        self.images = images  # set for runtimes that run images (runc), not for `process`
         self.node_id = ""
         self.tasks: dict[str, Task] = {}
         self.synced = False  # True once the watch delivered a snapshot
@@ -178,10 +181,19 @@ class Agent:
         self._tg.create_task(run())
 
     async def _start(self, task: Task, existing: ContainerState | None) -> None:
-        await self._send(task, TaskStatus(state=TaskState.STARTING, message="starting"))
         try:
             if existing is None:
-                await self.runtime.create(container_spec(task, self.data_dir))
+                if self.images is not None:
+                    message = f"preparing image {task.spec.image}"
+                    await self._send(task, TaskStatus(state=TaskState.PREPARING, message=message))
+                    config, rootfs = await self.images.prepare(task)
+                    spec = container_spec(task, self.data_dir, config, rootfs)
+                else:
+                    spec = container_spec(task, self.data_dir)
+                await self._send(task, TaskStatus(state=TaskState.STARTING, message="starting"))
+                await self.runtime.create(spec)
+            else:
+                await self._send(task, TaskStatus(state=TaskState.STARTING, message="starting"))
             state = await self.runtime.start(task.id)
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -212,6 +224,8 @@ class Agent:
     async def _remove(self, task_id: str) -> None:
         with contextlib.suppress(NotFound):
             await self.runtime.remove(task_id)
+        if self.images is not None:
+            await self.images.release(task_id)
 
     async def _report(self, task: Task, step: runner.Report, c: ContainerState | None) -> None:
         status = self._status(step.state, c, step.message)
