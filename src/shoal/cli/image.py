@@ -23,7 +23,8 @@ root_option = click.option(
 )
 
 
-def _store(root: Path | None) -> Any:
+def local_store(root: Path | None = None) -> Any:
+    """The image store of this machine's agent (where `shoal up` runs containers from)."""
     from shoal.images.content import ContentStore
 
     if root is None:
@@ -90,7 +91,7 @@ def import_(
         Env=[*DEFAULT_ENV, *env],
         WorkingDir=workdir,
     )
-    for ref in import_image(_store(root), tar, name, config):
+    for ref in import_image(local_store(root), tar, name, config):
         click.echo(ref)
 
 
@@ -103,7 +104,7 @@ def ls(output: str, root: Path | None) -> None:
     from shoal.images.image import load_image
     from shoal.model.errors import ShoalError
 
-    store = _store(root)
+    store = local_store(root)
     rows = []
     for ref, digest in store.list_tags().items():
         row: dict[str, Any] = {"ref": ref, "name": _familiar(ref), "digest": digest}
@@ -126,7 +127,7 @@ def inspect(ref: str, root: Path | None) -> None:
     """Print an image's manifest digest, manifest and config as JSON."""
     from shoal.images.image import load_image
 
-    loaded = load_image(_store(root), ref)
+    loaded = load_image(local_store(root), ref)
     doc = {
         "ref": ref,
         "digest": loaded.top_digest,
@@ -145,7 +146,7 @@ def inspect(ref: str, root: Path | None) -> None:
 @handle_errors
 def tag(source: str, target: str, root: Path | None) -> None:
     """Give the image SOURCE another name TARGET."""
-    store = _store(root)
+    store = local_store(root)
     store.set_tag(target, store.resolve(source))
 
 
@@ -155,7 +156,7 @@ def tag(source: str, target: str, root: Path | None) -> None:
 @handle_errors
 def rm(refs: tuple[str, ...], root: Path | None) -> None:
     """Remove tags (`shoal image prune` then frees the space)."""
-    store = _store(root)
+    store = local_store(root)
     for ref in refs:
         store.remove_tag(ref)
         click.echo(f"untagged {ref}")
@@ -170,7 +171,7 @@ def prune(root: Path | None) -> None:
     from shoal.images.unpack import prune_layers
     from shoal.model.errors import ShoalError
 
-    store = _store(root)
+    store = local_store(root)
     keep: set[str] = set()
     for digest in store.list_tags().values():
         try:
@@ -197,7 +198,7 @@ def _transfer(
 
     from shoal.images.registry import RegistryClient
 
-    store = _store(root)
+    store = local_store(root)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -298,7 +299,7 @@ def build(
             value = os.environ[key]
         args[key] = value
     digest = build_image(
-        _store(root),
+        local_store(root),
         context,
         dockerfile,
         tag=tag,

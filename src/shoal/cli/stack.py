@@ -53,6 +53,8 @@ def deploy(
     )
     for warning in loaded.warnings:
         warn(warning)
+    if not dry_run:
+        _build_images(loaded.project)
     stack = loaded.project.name or ""
     with client() as api:
         result = api.deploy(stack, to_compose_dict(loaded.project), dry_run=dry_run)
@@ -64,6 +66,44 @@ def deploy(
             return
         code = _wait(api, stack, timeout, output)
     sys.exit(code)
+
+
+def _build_images(project: Any) -> None:
+    """Compose `build:` sections, built into this machine's image store before deploying.
+
+    The image is named by the service's `image:` or `<project>-<service>`, as Compose names it.
+    (Nodes elsewhere need the image pushed to a registry they can pull from.)
+    """
+    from pathlib import Path
+
+    from shoal.cli.image import local_store
+
+    wanted = {n: s for n, s in project.services.items() if s.build is not None}
+    if not wanted:
+        return
+    from shoal.images.build import build
+
+    store = local_store()
+    for name, svc in wanted.items():
+        spec = svc.build
+        context = Path(spec.context or ".")
+        dockerfile = None
+        if spec.dockerfile:
+            dockerfile = Path(spec.dockerfile)
+            dockerfile = dockerfile if dockerfile.is_absolute() else context / dockerfile
+        tag = svc.image or f"{project.name}-{name}"
+        click.echo(f"building {name} → {tag}", err=True)
+        args = {k: v for k, v in (spec.args or {}).items() if v is not None}
+        build(
+            store,
+            context,
+            dockerfile,
+            tag=tag,
+            build_args=args,
+            target=spec.target,
+            log=lambda line: click.echo(f"  {line}", err=True),
+        )
+        svc.image = tag
 
 
 def _print_plan(plan: dict[str, Any], dry_run: bool) -> None:
