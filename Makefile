@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_STAMP := .venv-apt.stamp
 # Debian packages shoal drives (runtime, networking, peers for benchmarks).
-APT_PACKAGES := make curl busybox-static runc tini conmon containers-common docker-registry apache2-utils
+APT_PACKAGES := make curl busybox-static runc tini conmon golang-github-containers-common docker-registry apache2-utils
 
 .PHONY: setup demo test lint typecheck unit bench clean
 

@@ -65,6 +65,24 @@ class ContainerResources(BaseModel):
     cpus: float | None = Field(default=None, gt=0)
     memory: int | None = Field(default=None, gt=0, description="bytes")
     pids: int | None = Field(default=None, gt=0)
+    memory_reservation: int | None = Field(default=None, gt=0, description="bytes, soft limit")
+
+
+class ContainerMount(BaseModel):
+    """A host directory or file (a bind, or a named volume's directory) seen in the container."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    target: str
+    read_only: bool = False
+
+    @field_validator("source", "target")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
 
 
 class ContainerSpec(BaseModel):
@@ -87,6 +105,25 @@ class ContainerSpec(BaseModel):
     resources: ContainerResources = Field(default_factory=ContainerResources)
     log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     log_max_files: int = Field(default=3, ge=1)
+    # Isolation settings: drivers without namespaces (`process`) ignore them.
+    rootfs: str | None = Field(default=None, description="prepared root filesystem directory")
+    read_only: bool = False
+    tmpfs: dict[str, str] = Field(default_factory=dict, description="target -> mount options")
+    mounts: list[ContainerMount] = Field(default_factory=list)
+    files: dict[str, str] = Field(
+        default_factory=dict, description="container path -> host file, bound read-only"
+    )
+    cap_add: list[str] = Field(default_factory=list)
+    cap_drop: list[str] = Field(default_factory=list)
+    privileged: bool = False
+    sysctls: dict[str, str] = Field(default_factory=dict)
+    ulimits: dict[str, tuple[int, int]] = Field(
+        default_factory=dict, description="name (nofile, nproc, …) -> (soft, hard)"
+    )
+    init: bool = Field(default=True, description="run a minimal init (tini) as PID 1")
+    no_new_privileges: bool = True
+    seccomp: bool = Field(default=True, description="apply the default seccomp profile")
+    netns: str | None = Field(default=None, description="network namespace path to join")
 
     @field_validator("id")
     @classmethod
@@ -110,6 +147,21 @@ class ContainerSpec(BaseModel):
     def _absolute(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
             raise ValueError("must be an absolute path")
+        return value
+
+    @field_validator("rootfs", "netns")
+    @classmethod
+    def _absolute_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
+
+    @field_validator("tmpfs", "files")
+    @classmethod
+    def _absolute_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for target in value:
+            if not target.startswith("/"):
+                raise ValueError(f"{target!r}: container paths must be absolute")
         return value
 
 

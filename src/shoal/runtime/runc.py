@@ -1,0 +1,594 @@
+"""The `runc` driver: real OCI containers, each watched by its own conmon.
+
+State directory `<root>/<id>/`:
+
+    spec.json           the ContainerSpec             bundle/config.json  the OCI config
+    started             created once by `start`       sync.json   conmon's report of `runc create`
+    conmon.pid          conmon (written by conmon)    container.pid   the container's init
+    running.json        {started_at, pid, ticks…}    failed.json  a start that failed, for good
+    container.log       conmon's k8s-file log         persist/exit, persist/oom, exited/<id>
+
+`start` launches conmon (in its own session, so it outlives the agent), which runs `runc create`,
+holds the container's stdio, writes the log (rotated at `log_max_bytes`) and, when the
+container ends, its exit status (128+N for signal N) and whether it was OOM-killed; then
+`start` runs `runc start`. Everything else reads those files or calls runc, so a new instance
+over the same root (an agent restart) re-adopts what runs and learns how the rest ended.
+runc keeps its own state under `<root>/.runc` and the cgroups live at `/<cgroup_parent>/<id>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+import os
+import resource
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from pydantic import BaseModel, ConfigDict
+
+from shoal.model.errors import Conflict, Invalid, NotFound, Unavailable
+
+from . import cgroups
+from .base import ContainerSpec, ContainerState, LogLine, Stream, parse_signal
+from .monitor import is_alive, read_json, start_ticks, write_json_atomic
+from .ocispec import (
+    RLIMITS,
+    Host,
+    User,
+    build_config,
+    caps_from_mask,
+    check_command,
+    read_rootfs_file,
+    resolve_user,
+)
+from .seccomp import DEFAULT_PROFILE, load_profile
+
+SPEC, BUNDLE, STARTED, SYNC = "spec.json", "bundle", "started", "sync.json"
+CONMON_PID, PID, RUNNING, FAILED = "conmon.pid", "container.pid", "running.json", "failed.json"
+LOG, PERSIST, EXIT_DIR, SOCK, CONMON_LOG = (
+    "container.log",
+    "persist",
+    "exited",
+    "sock",
+    "conmon.log",
+)
+KILL_TIMEOUT = 10.0
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class ExecResult(BaseModel):
+    """How a command run with `exec_in` ended; output only when it had no terminal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+def _find(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        found = shutil.which(name, path=os.environ.get("PATH", "") + ":" + _PATH)
+        if found:
+            return found
+    return None
+
+
+def _status_mask(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def _max_rlimits() -> dict[str, int]:
+    """Hard limits a container may not exceed: without CAP_SYS_RESOURCE (24) runc cannot raise
+    them above the agent's own."""
+    if _status_mask("CapEff") >> 24 & 1:
+        return {}
+    out: dict[str, int] = {}
+    for name in sorted(RLIMITS):
+        number = getattr(resource, f"RLIMIT_{name.upper()}", None)
+        if number is not None:
+            hard = resource.getrlimit(number)[1]
+            if hard != resource.RLIM_INFINITY:
+                out[name] = hard
+    return out
+
+
+class RuncRuntime:
+    """Runs containers with runc and conmon; state under `root` (created on first use)."""
+
+    name = "runc"
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        runc: str | None = None,
+        conmon: str | None = None,
+        init: str | None = None,
+        seccomp_profile: Path = DEFAULT_PROFILE,
+        cgroup_parent: str = "shoal",
+        poll_interval: float = 0.05,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.runc_root = self.root / ".runc"
+        self.runc = runc or _find(("runc",))
+        self.conmon = conmon or _find(("conmon",))
+        self.init = init or _find(("tini-static", "tini"))
+        self.cgroup_parent = cgroup_parent
+        self._seccomp_path = seccomp_profile
+        self._poll = poll_interval
+        self._start_timeout = start_timeout
+
+    async def available(self) -> bool:
+        return os.geteuid() == 0 and bool(self.runc and self.conmon and self.init)
+
+    def _dir(self, id: str) -> Path:
+        path = self.root / id
+        if "/" in id or id.startswith(".") or not (path / SPEC).exists():
+            raise NotFound(f"no container {id!r} in {self.root}")
+        return path
+
+    def _cgroup(self, id: str) -> str:
+        return f"/{self.cgroup_parent}/{id}"
+
+    async def create(self, spec: ContainerSpec) -> ContainerState:
+        if not spec.rootfs or not Path(spec.rootfs).is_dir():
+            raise Invalid(
+                f"container {spec.id!r}: rootfs {spec.rootfs!r} is not a directory",
+                hint="the runc runtime needs the image prepared as a root filesystem",
+            )
+        path = self.root / spec.id
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            raise Conflict(f"container {spec.id!r} already exists") from None
+        try:
+            config = build_config(spec, self._user(spec), self._host(spec))
+            (path / BUNDLE).mkdir()
+            write_json_atomic(path / BUNDLE / "config.json", config)
+            write_json_atomic(path / SPEC, spec.model_dump(mode="json"))
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        return self._state(path)
+
+    def _user(self, spec: ContainerSpec) -> User:
+        rootfs = Path(spec.rootfs or "/")
+        passwd = read_rootfs_file(rootfs, "/etc/passwd")
+        return resolve_user(spec.user, passwd, read_rootfs_file(rootfs, "/etc/group"))
+
+    def _host(self, spec: ContainerSpec) -> Host:
+        wants_seccomp = spec.seccomp and not spec.privileged
+        return Host(
+            init_path=self.init,
+            seccomp_profile=load_profile(self._seccomp_path) if wants_seccomp else None,
+            host_caps=caps_from_mask(_status_mask("CapBnd")),
+            max_rlimits=_max_rlimits(),
+            cgroup_parent=self.cgroup_parent,
+        )
+
+    async def start(self, id: str) -> ContainerState:
+        path = self._dir(id)
+        try:
+            os.close(os.open(path / STARTED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            state = self._state(path)
+            if state.status in ("exited", "unknown"):
+                raise Conflict(
+                    f"container {id!r} has {state.status}; it cannot be started again",
+                    hint="create a new container",
+                ) from None
+            return state
+        spec = self._spec(path)
+        problem = check_command(spec)
+        if problem is not None:
+            return self._fail(path, *problem)
+        if not self.conmon or not self.runc:
+            (path / STARTED).unlink(missing_ok=True)
+            raise Unavailable("conmon or runc is not installed", hint="apt-get install conmon runc")
+        report = await self._spawn_conmon(path, spec)
+        if report is None:
+            await self._discard(id)
+            return self._fail(path, 126, f"conmon did not report, see {path / CONMON_LOG}")
+        pid = report.get("pid")
+        if not isinstance(pid, int) or pid < 0:
+            message = str(report.get("message", "runc create failed")).strip()
+            await self._discard(id)
+            code = 127 if "no such file" in message.lower() else 126
+            return self._fail(path, code, message)
+        rc, _, err = await self._runc("start", id)
+        if rc != 0:
+            await self._discard(id)
+            return self._fail(path, 126, f"runc start failed: {err.strip()}")
+        conmon = _read_int(path / CONMON_PID)
+        record = {
+            "started_at": time.time(),
+            "pid": pid,
+            "ticks": start_ticks(pid),
+            "conmon": conmon,
+            "conmon_ticks": start_ticks(conmon) if conmon else None,
+        }
+        write_json_atomic(path / RUNNING, record)
+        return self._state(path)
+
+    async def _spawn_conmon(self, path: Path, spec: ContainerSpec) -> dict[str, object] | None:
+        """Start conmon; returns its report of `runc create` ({"pid": N} or {"pid": -1,
+        "message": …}). The report goes to a file, not a pipe: conmon must not die of SIGPIPE
+        when the agent does."""
+        assert self.conmon and self.runc
+        for sub in (PERSIST, EXIT_DIR, SOCK):
+            (path / sub).mkdir(exist_ok=True)
+        sync_fd = os.open(path / SYNC, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        argv = [
+            self.conmon,
+            *("--cid", spec.id, "--cuuid", spec.id, "--name", spec.name),
+            *("--runtime", self.runc, "--runtime-arg", "--root"),
+            *("--runtime-arg", str(self.runc_root), "--bundle", str(path / BUNDLE)),
+            *("--container-pidfile", str(path / PID), "--conmon-pidfile", str(path / CONMON_PID)),
+            *("--log-path", f"k8s-file:{path / LOG}", "--log-size-max", str(spec.log_max_bytes)),
+            *("--exit-dir", str(path / EXIT_DIR), "--persist-dir", str(path / PERSIST)),
+            *("--socket-dir-path", str(path / SOCK), "--log-level", "error"),
+        ]
+        env = {"PATH": _PATH, "_OCI_SYNCPIPE": str(sync_fd)}
+        try:
+            with open(path / CONMON_LOG, "ab") as log:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=env,
+                    pass_fds=(sync_fd,),
+                    start_new_session=True,  # killing the agent's group spares conmon
+                    cwd="/",
+                )
+        except OSError as exc:
+            (path / STARTED).unlink(missing_ok=True)
+            raise Unavailable(f"cannot run conmon ({self.conmon}): {exc}") from exc
+        finally:
+            os.close(sync_fd)
+        await proc.wait()  # conmon forks its long-lived half and the first one exits at once
+        deadline = time.monotonic() + self._start_timeout
+        delay = 0.001
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                text = (path / SYNC).read_text()
+                if text.endswith("\n"):
+                    report = json.loads(text.splitlines()[0])
+                    return report if isinstance(report, dict) else None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.004)  # runc create takes ~20-60 ms: notice it promptly
+        return None
+
+    def _fail(self, path: Path, code: int, error: str) -> ContainerState:
+        record = {"exit_code": code, "error": error, "finished_at": time.time()}
+        write_json_atomic(path / FAILED, record)
+        return self._state(path)
+
+    async def _discard(self, id: str) -> None:
+        """Undo a half-made container: runc's state and its cgroups."""
+        await self._runc("delete", "--force", id)
+        cgroups.remove(self._cgroup(id))
+
+    async def _runc(self, *args: str) -> tuple[int, str, str]:
+        if not self.runc:
+            raise Unavailable("runc is not installed", hint="apt-get install runc")
+        proc = await asyncio.create_subprocess_exec(
+            self.runc,
+            "--root",
+            str(self.runc_root),
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+    async def stop(self, id: str, *, grace: float | None = None) -> ContainerState:
+        path = self._dir(id)
+        state = self._state(path)
+        if state.status != "running":
+            return state
+        spec = self._spec(path)
+        grace = spec.stop_grace_period if grace is None else grace
+        await self._runc("kill", id, str(parse_signal(spec.stop_signal)))
+        state = await self._until(path, lambda s: s.status != "running", grace)
+        if state.status == "running":
+            await self._runc("kill", id, "KILL")
+            state = await self._until(path, lambda s: s.status != "running", KILL_TIMEOUT)
+        return state
+
+    async def kill(self, id: str, signal: str | int) -> None:
+        path = self._dir(id)
+        signo = parse_signal(signal)
+        if self._state(path).status != "running":
+            raise Conflict(f"container {id!r} is not running")
+        rc, _, err = await self._runc("kill", id, str(signo))
+        if rc != 0 and self._state(path).status == "running":
+            raise Unavailable(f"runc kill {id} {signo} failed: {err.strip()}")
+
+    async def remove(self, id: str) -> None:
+        path = self._dir(id)
+        state = await self.stop(id)
+        if state.status == "running":
+            raise Unavailable(f"container {id!r} did not stop; not removed")
+        rc, _, err = await self._runc("delete", "--force", id)
+        if rc != 0 and "does not exist" not in err and "not exist" not in err:
+            raise Unavailable(f"runc delete {id} failed: {err.strip()}")
+        await self._until(path, lambda _: not self._conmon_alive(path), 5.0)
+        busy = cgroups.remove(self._cgroup(id))
+        if busy:
+            raise Unavailable(f"cgroups of {id!r} still hold processes: {busy}")
+        await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+
+    async def state(self, id: str) -> ContainerState:
+        return self._state(self._dir(id))
+
+    async def list(self) -> builtins.list[ContainerState]:
+        if not self.root.is_dir():
+            return []
+        out: builtins.list[ContainerState] = []
+        for path in sorted(self.root.iterdir()):
+            if not path.name.startswith(".") and (path / SPEC).exists():
+                with contextlib.suppress(NotFound):  # removed while we looked
+                    out.append(self._state(path))
+        return out
+
+    def logs(
+        self,
+        id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: float | None = None,
+    ) -> AsyncIterator[LogLine]:
+        return self._logs(self._dir(id), follow, tail, since)
+
+    async def _logs(
+        self, path: Path, follow: bool, tail: int | None, since: float | None
+    ) -> AsyncIterator[LogLine]:
+        with KubeLogReader(path / LOG) as reader:
+            lines = [x for x in reader.read_existing() if since is None or x.time >= since]
+            if tail is not None:
+                lines = lines[-tail:] if tail > 0 else []
+            for line in lines:
+                yield line
+            while follow:
+                # conmon drains the container's output before it writes the exit status.
+                ended = self._state(path).status in ("exited", "unknown")
+                batch = reader.poll()
+                for line in batch:
+                    if since is None or line.time >= since:
+                        yield line
+                if ended:
+                    return
+                if not batch:
+                    await asyncio.sleep(self._poll)
+
+    async def wait(self, id: str) -> ContainerState:
+        path = self._dir(id)
+        return await self._until(path, lambda s: s.status in ("exited", "unknown"), None)
+
+    async def exec_in(self, id: str, argv: builtins.list[str], *, tty: bool = False) -> ExecResult:
+        """Run `argv` in the running container (its env, user, cwd, capabilities and seccomp).
+        Without `tty` the output is captured; with it, the caller's terminal is used."""
+        if not argv:
+            raise Invalid("exec needs a command")
+        path = self._dir(id)
+        if self._state(path).status != "running":
+            raise Conflict(f"container {id!r} is not running", hint="start it first")
+        if tty:
+            assert self.runc
+            proc = await asyncio.create_subprocess_exec(
+                self.runc, "--root", str(self.runc_root), "exec", "--tty", id, *argv
+            )
+            return ExecResult(exit_code=await proc.wait())
+        rc, out, err = await self._runc("exec", id, *argv)
+        return ExecResult(exit_code=rc, stdout=out, stderr=err)
+
+    async def stats(self, id: str) -> cgroups.CgroupStats:
+        """CPU, memory and pids usage of a running container, from its cgroups."""
+        path = self._dir(id)
+        found = cgroups.stats(self._cgroup(id))
+        if found is None or self._state(path).status != "running":
+            raise Conflict(f"container {id!r} is not running")
+        return found
+
+    async def _until(
+        self, path: Path, done: Callable[[ContainerState], bool], timeout: float | None
+    ) -> ContainerState:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        delay = 0.002
+        while True:
+            state = self._state(path)
+            if done(state):
+                return state
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return state
+            await asyncio.sleep(delay if left is None else min(delay, left))
+            delay = min(delay * 2, self._poll)
+
+    def _spec(self, path: Path) -> ContainerSpec:
+        return ContainerSpec.model_validate_json((path / SPEC).read_bytes())
+
+    def _conmon_alive(self, path: Path) -> bool:
+        running = read_json(path / RUNNING)
+        if running and running.get("conmon"):
+            return is_alive(running["conmon"], running.get("conmon_ticks"))
+        pid = _read_int(path / CONMON_PID)
+        return pid is not None and is_alive(pid, None)
+
+    def _exit(self, path: Path) -> tuple[int, float] | None:
+        for file in (path / PERSIST / "exit", path / EXIT_DIR / path.name):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                code = int(file.read_text().strip())
+                return code, file.stat().st_mtime
+        return None
+
+    def _state(self, path: Path) -> ContainerState:
+        spec = read_json(path / SPEC)
+        if spec is None:
+            raise NotFound(f"no container {path.name!r} in {self.root}")
+        base = {"id": spec["id"], "name": spec.get("name", ""), "labels": spec.get("labels", {})}
+        failed = read_json(path / FAILED)
+        if failed is not None:
+            return ContainerState(
+                **base,
+                status="exited",
+                exit_code=failed["exit_code"],
+                error=failed.get("error"),
+                finished_at=failed.get("finished_at"),
+            )
+        running = read_json(path / RUNNING)
+        started_at = running.get("started_at") if running else None
+        ended = self._exit(path)
+        if ended is not None:
+            code, finished_at = ended
+            oom = (path / PERSIST / "oom").exists() or (
+                code == 137 and cgroups.oom_kills(self._cgroup(path.name)) > 0
+            )
+            return ContainerState(
+                **base,
+                status="exited",
+                exit_code=code,
+                oom_killed=oom,
+                started_at=started_at,
+                finished_at=max(finished_at, started_at or 0),
+            )
+        if running is not None:
+            if self._conmon_alive(path):
+                pid = running["pid"]
+                return ContainerState(**base, status="running", pid=pid, started_at=started_at)
+            if is_alive(running["pid"], running.get("ticks")):
+                error = "conmon is gone: the exit status will be lost"
+                return ContainerState(
+                    **base, status="running", pid=running["pid"], started_at=started_at, error=error
+                )
+            error = "conmon and the container ended without recording an exit status"
+            return ContainerState(**base, status="unknown", started_at=started_at, error=error)
+        if (path / STARTED).exists() and not self._conmon_alive(path):
+            age = time.time() - (path / STARTED).stat().st_mtime
+            if age > self._start_timeout:
+                error = "start was interrupted before the container ran"
+                return ContainerState(**base, status="unknown", error=error)
+        return ContainerState(**base, status="created")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+class KubeLogReader:
+    """Reads conmon's k8s-file log (`<RFC 3339 time> <stream> <P|F> <text>`; P marks a piece
+    of a longer line), then (through `poll`) what gets appended. conmon rotates by writing a
+    fresh file and renaming it over the old one; the reader drains the file it holds first."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file: BinaryIO | None = None
+        self._ino: int | None = None
+        self._buf = b""
+        self._pieces: dict[bytes, tuple[float, list[str]]] = {}
+        self._second: tuple[bytes, float] = (b"", 0.0)
+
+    def read_existing(self) -> builtins.list[LogLine]:
+        self._reopen()
+        return self.poll()
+
+    def poll(self) -> builtins.list[LogLine]:
+        out: builtins.list[LogLine] = []
+        while True:
+            try:
+                ino_now: int | None = os.stat(self._path).st_ino
+            except FileNotFoundError:
+                ino_now = None
+            out.extend(self._drain())
+            if ino_now == self._ino or ino_now is None or not self._reopen():
+                return out
+
+    def _reopen(self) -> bool:
+        if self._file is not None:
+            self._file.close()
+            self._file, self._ino, self._buf = None, None, b""
+        try:
+            self._file = self._path.open("rb")
+        except FileNotFoundError:
+            return False
+        self._ino = os.fstat(self._file.fileno()).st_ino
+        return True
+
+    def _drain(self) -> builtins.list[LogLine]:
+        if self._file is None:
+            return []
+        data = self._file.read()
+        if not data:
+            return []
+        raw = (self._buf + data).split(b"\n")
+        self._buf = raw.pop()
+        out: builtins.list[LogLine] = []
+        for record in raw:
+            line = self._parse(record)
+            if line is not None:
+                out.append(line)
+        return out
+
+    def _parse(self, record: bytes) -> LogLine | None:
+        parts = record.split(b" ", 3)
+        if len(parts) < 3 or parts[1] not in (b"stdout", b"stderr"):
+            return None  # damaged: skip rather than fail
+        stamp, stream, tag = parts[0], parts[1], parts[2]
+        text = parts[3].decode(errors="replace") if len(parts) == 4 else ""
+        try:
+            when = self._time(stamp)
+        except ValueError:
+            return None
+        first, pieces = self._pieces.pop(stream, (when, []))
+        if tag == b"P":
+            self._pieces[stream] = (first, [*pieces, text])
+            return None
+        name: Stream = "stderr" if stream == b"stderr" else "stdout"
+        return LogLine(time=first, stream=name, text="".join([*pieces, text]))
+
+    def _time(self, stamp: bytes) -> float:
+        """`2026-11-25T19:30:50.705206098+00:00` → Unix seconds; the whole-second part is
+        cached, as consecutive lines mostly share it."""
+        dot = stamp.find(b".", 19)
+        zone_at = max(stamp.rfind(b"+"), stamp.rfind(b"-"), stamp.rfind(b"Z"))
+        if dot < 0 or zone_at < dot:
+            return datetime.fromisoformat(stamp.decode().replace("Z", "+00:00")).timestamp()
+        key = stamp[:dot] + stamp[zone_at:]
+        if key != self._second[0]:
+            iso = key.decode().replace("Z", "+00:00")
+            self._second = (key, datetime.fromisoformat(iso).timestamp())
+        fraction = stamp[dot + 1 : zone_at]
+        return self._second[1] + int(fraction) / 10.0 ** len(fraction)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> KubeLogReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
