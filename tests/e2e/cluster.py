@@ -40,8 +40,9 @@ def wait_until(check: Callable[[], Any], timeout: float = 20.0, interval: float 
 
 
 class Cluster:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, runtime: str = "process") -> None:
         self.root = root
+        self.runtime = runtime
         self.data = root / "data"
         self.port = free_port()
         self.agent_port = free_port()
@@ -64,7 +65,14 @@ class Cluster:
 
     def start_up(self) -> None:
         self._spawn(
-            "up", "up", "--listen", self.addr, "--agent-listen", f"127.0.0.1:{self.agent_port}"
+            "up",
+            "up",
+            "--listen",
+            self.addr,
+            "--agent-listen",
+            f"127.0.0.1:{self.agent_port}",
+            "--runtime",
+            self.runtime,
         )
         self.wait_ready()
         wait_until(self.node_ready)
@@ -84,6 +92,8 @@ class Cluster:
             token,
             "--listen",
             f"127.0.0.1:{self.agent_port}",
+            "--runtime",
+            self.runtime,
         )
         wait_until(self.node_ready)
 
@@ -132,11 +142,34 @@ class Cluster:
         for pid in self.workload_pids():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        if self.runtime == "runc":
+            self._clean_runc()
+
+    def _clean_runc(self) -> None:
+        """Whatever a failed test left: containers (and their cgroups), then rootfs mounts."""
+        import asyncio
+
+        from shoal.images.rootfs import release_rootfs
+        from shoal.runtime.runc import RuncRuntime
+
+        runc_root = self.data / "agent" / "runc"
+        if runc_root.exists():
+
+            async def remove_all() -> None:
+                runtime = RuncRuntime(runc_root)
+                for state in await runtime.list():
+                    with contextlib.suppress(Exception):
+                        await runtime.remove(state.id)
+
+            asyncio.run(remove_all())
+        for directory in (self.data / "agent" / "rootfs").glob("*"):
+            with contextlib.suppress(Exception):
+                release_rootfs(directory)
 
 
 @contextlib.contextmanager
-def cluster(root: Path, mode: str = "up") -> Iterator[Cluster]:
-    c = Cluster(root)
+def cluster(root: Path, mode: str = "up", runtime: str = "process") -> Iterator[Cluster]:
+    c = Cluster(root, runtime)
     try:
         if mode == "up":
             c.start_up()

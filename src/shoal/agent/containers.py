@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from shoal.agent.isolation import isolation
 from shoal.model.cluster import Task
 from shoal.model.errors import Invalid
 from shoal.runtime.base import ContainerSpec
@@ -70,8 +71,9 @@ def container_spec(
         )
     grace = spec.stop_grace_period.total_seconds() if spec.stop_grace_period else 10.0
     extra: dict[str, object] = {}
-    if rootfs is not None:
+    if rootfs is not None:  # an image-based runtime: isolation settings apply
         extra["rootfs"] = rootfs
+        extra.update(isolation(task, data_dir))
     return ContainerSpec(
         id=task.id,
         name=task.name,

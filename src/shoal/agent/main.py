@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import uvicorn
 
 from shoal.agent.agent import Agent
 from shoal.agent.api import create_app
+from shoal.agent.images import ImageProvider
 from shoal.client.http import AsyncClient
 from shoal.model.errors import Invalid
 from shoal.runtime.base import Runtime
@@ -22,12 +25,28 @@ class _Server(uvicorn.Server):
         yield
 
 
+def runc_usable() -> bool:
+    return os.geteuid() == 0 and all(shutil.which(t) for t in ("runc", "conmon"))
+
+
 def make_runtime(name: str, data_dir: Path) -> Runtime:
+    """`auto` is runc when it can run here (root, runc, conmon), else host processes."""
+    if name == "auto":
+        name = "runc" if runc_usable() else "process"
     if name == "process":
         from shoal.runtime.process import ProcessRuntime
 
         return ProcessRuntime(data_dir / "containers")
-    raise Invalid(f"unknown runtime {name!r}", hint="available here: process")
+    if name == "runc":
+        if not runc_usable():
+            raise Invalid(
+                "the runc runtime needs root and the runc and conmon programs",
+                hint="apt-get install runc conmon tini, run as root, or use --runtime process",
+            )
+        from shoal.runtime.runc import RuncRuntime
+
+        return RuncRuntime(data_dir / "runc")
+    raise Invalid(f"unknown runtime {name!r}", hint="choose auto, runc or process")
 
 
 async def run_agent(
@@ -54,7 +73,15 @@ async def run_agent(
         )
     )
     client = AsyncClient(join, token)
-    agent = Agent(client, runtime, data_dir, addr=f"{host or '127.0.0.1'}:{port}", labels=labels)
+    images = ImageProvider(data_dir) if runtime.name == "runc" else None
+    agent = Agent(
+        client,
+        runtime,
+        data_dir,
+        addr=f"{host or '127.0.0.1'}:{port}",
+        labels=labels,
+        images=images,
+    )
     try:
         async with asyncio.TaskGroup() as tg:
             http = tg.create_task(server.serve())

@@ -71,7 +71,12 @@ data_dir_option = click.option(
 @data_dir_option
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="API address.")
 @click.option("--agent-listen", default=DEFAULT_AGENT_LISTEN, show_default=True)
-@click.option("--runtime", default="process", show_default=True, help="Container runtime.")
+@click.option(
+    "--runtime",
+    default="auto",
+    show_default=True,
+    help="auto (runc if usable, else process), runc or process.",
+)
 @click.option("--label", "labels", multiple=True, help="Node label KEY=VALUE (repeatable).")
 def up(
     data_dir: str | None, listen: str, agent_listen: str, runtime: str, labels: tuple[str, ...]
@@ -134,7 +139,12 @@ def server(data_dir: str | None, listen: str) -> None:
 @click.option("--token", envvar="SHOAL_TOKEN", required=True, help="Token ($SHOAL_TOKEN).")
 @data_dir_option
 @click.option("--listen", default=DEFAULT_AGENT_LISTEN, show_default=True, help="Agent API.")
-@click.option("--runtime", default="process", show_default=True, help="Container runtime.")
+@click.option(
+    "--runtime",
+    default="auto",
+    show_default=True,
+    help="auto (runc if usable, else process), runc or process.",
+)
 @click.option("--label", "labels", multiple=True, help="Node label KEY=VALUE (repeatable).")
 def agent(
     join: str, token: str, data_dir: str | None, listen: str, runtime: str, labels: tuple[str, ...]
