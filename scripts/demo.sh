@@ -6,6 +6,7 @@ export SHOAL_DATA_DIR="$PWD/.shoal"
 export SHOAL_ADDR="${SHOAL_ADDR:-127.0.0.1:7480}"
 shoal=".venv/bin/shoal"
 mkdir -p .shoal
+cp -f "$(command -v busybox)" examples/busybox/busybox   # the example image's only file
 
 if ! curl -fsS "http://$SHOAL_ADDR/v1/health" >/dev/null 2>&1; then
   echo "starting shoal up (log: .shoal/up.log)"

@@ -16,7 +16,7 @@ def services(stack: str | None, output: str) -> None:
     """List services (of one stack, or all), with running/desired replicas."""
     with client() as api:
         found = api.services(stack)
-        tasks = api.tasks(stack)
+        tasks = api.tasks(stack, all=True)
     rows = []
     for svc in found:
         mine = [t for t in tasks if t.service_id == svc.id]
