@@ -11,6 +11,7 @@ import pytest
 from shoal.model.errors import Invalid
 from shoal.runtime import cgroups
 from shoal.runtime.base import ContainerSpec
+from shoal.runtime.kubelog import KubeLogReader
 from shoal.runtime.ocispec import (
     DOCKER_DEFAULT_CAPS,
     Host,
@@ -22,7 +23,6 @@ from shoal.runtime.ocispec import (
     resolve_in_rootfs,
     resolve_user,
 )
-from shoal.runtime.runc import KubeLogReader
 from shoal.runtime.seccomp import to_oci
 
 ALL_CAPS = caps_from_mask((1 << 41) - 1)

@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "ps": ("shoal.cli.task", "ps", "List tasks, and why one is pending or failed."),
     "logs": ("shoal.cli.task", "logs", "Print a task's or a service's logs."),
     "events": ("shoal.cli.task", "events", "Print cluster events (-f to follow)."),
+    "exec": ("shoal.cli.exec", "exec_", "Run a command in a running task."),
+    "stats": ("shoal.cli.exec", "stats", "Show CPU, memory and pids usage of running tasks."),
     "nodes": ("shoal.cli.node", "nodes", "List nodes."),
     "node": ("shoal.cli.node", "node", "Inspect or update a node (labels, availability)."),
     "up": ("shoal.cli.daemon", "up", "Run a one-node cluster (server + agent)."),

@@ -223,6 +223,23 @@ class Client:
             if line.strip():
                 yield json.loads(line)
 
+    def exec(self, task_id: str, argv: list[str]) -> dict[str, Any]:
+        """Run `argv` in a running task: exit_code, stdout, stderr (and *_truncated flags)."""
+        result: dict[str, Any] = self.request(
+            "POST", f"/v1/tasks/{task_id}/exec", json={"argv": argv}, timeout=None
+        )
+        return result
+
+    def task_stats(self, task_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/v1/tasks/{task_id}/stats")
+        return result
+
+    def stats(self, stack: str | None = None) -> list[dict[str, Any]]:
+        """One sample of every running task's (of `stack`) usage, each with its agent's `time`."""
+        params = {"stack": stack} if stack else {}
+        result: list[dict[str, Any]] = self.request("GET", "/v1/stats", params=params)
+        return result
+
     def events(self, since: int = 0) -> list[Event]:
         return _parse(list[Event], self.request("GET", "/v1/events", params={"since": since}))  # type: ignore[no-any-return]
 

@@ -15,7 +15,6 @@ spec's `env` over a default `PATH`, never the agent's. Times are the monitor's w
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import os
 import re
@@ -23,14 +22,13 @@ import shutil
 import signal as _signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import shoal
 from shoal.model.errors import Conflict, NotFound, Unavailable
 
 from .base import ContainerSpec, ContainerState, LogLine, Stream, parse_signal
-from .logs import LogReader
+from .logs import LogReader, Record
 from .monitor import (
     DEFAULT_PATH,
     EXIT,
@@ -45,13 +43,14 @@ from .monitor import (
     read_json,
     write_json_atomic,
 )
+from .statedir import StateDirRuntime
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _READY_FD = 3
 KILL_TIMEOUT = 10.0  # after SIGKILL: only a process stuck in the kernel (D state) takes longer
 
 
-class ProcessRuntime:
+class ProcessRuntime(StateDirRuntime):
     """Runs containers as host processes, state under `root` (created on first use)."""
 
     name = "process"
@@ -71,12 +70,6 @@ class ProcessRuntime:
 
     async def available(self) -> bool:
         return sys.platform == "linux" and os.path.exists("/proc/self/stat")
-
-    def _dir(self, id: str) -> Path:
-        path = self.root / id
-        if not _ID.match(id) or not (path / SPEC).exists():
-            raise NotFound(f"no container {id!r} in {self.root}")
-        return path
 
     async def create(self, spec: ContainerSpec) -> ContainerState:
         path = self.root / spec.id
@@ -200,76 +193,11 @@ class ProcessRuntime:
         self._reap_monitor(path)
         await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
 
-    async def state(self, id: str) -> ContainerState:
-        return self._state(self._dir(id))
+    def _valid_id(self, id: str) -> bool:
+        return bool(_ID.match(id))
 
-    async def list(self) -> builtins.list[ContainerState]:
-        if not self.root.is_dir():
-            return []
-        out: builtins.list[ContainerState] = []
-        for path in sorted(self.root.iterdir()):
-            if (path / SPEC).exists():
-                try:
-                    out.append(self._state(path))
-                except NotFound:
-                    continue  # removed while we looked
-        return out
-
-    def logs(
-        self,
-        id: str,
-        *,
-        follow: bool = False,
-        tail: int | None = None,
-        since: float | None = None,
-    ) -> AsyncIterator[LogLine]:
-        return self._logs(self._dir(id), follow, tail, since)
-
-    async def _logs(
-        self, path: Path, follow: bool, tail: int | None, since: float | None
-    ) -> AsyncIterator[LogLine]:
-        with LogReader(path / LOG_DIR) as reader:
-            records = [r for r in reader.read_existing() if since is None or r.time >= since]
-            if tail is not None:
-                records = records[-tail:] if tail > 0 else []
-            for r in records:
-                yield LogLine(time=r.time, stream=_stream(r.stream), text=r.text)
-            while follow:
-                # Ended before this read? Then the read drains everything: the monitor closes
-                # the log before it writes exit.json.
-                ended = self._state(path).status in ("exited", "unknown")
-                batch = reader.poll()
-                for r in batch:
-                    if since is None or r.time >= since:
-                        yield LogLine(time=r.time, stream=_stream(r.stream), text=r.text)
-                if ended:
-                    return
-                if not batch:
-                    await asyncio.sleep(self._poll)
-
-    async def wait(self, id: str) -> ContainerState:
-        path = self._dir(id)
-        return await self._until(path, lambda s: s.status in ("exited", "unknown"), None)
-
-    async def _until(
-        self, path: Path, done: Callable[[ContainerState], bool], timeout: float | None
-    ) -> ContainerState:
-        """Poll the state until `done` or `timeout` seconds; returns the last state read."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        delay = 0.002  # start fast: most stops finish within milliseconds
-        while True:
-            state = self._state(path)
-            if done(state):
-                return state
-            left = None if deadline is None else deadline - loop.time()
-            if left is not None and left <= 0:
-                return state
-            await asyncio.sleep(delay if left is None else min(delay, left))
-            delay = min(delay * 2, self._poll)
-
-    def _spec(self, path: Path) -> ContainerSpec:
-        return ContainerSpec.model_validate_json((path / SPEC).read_bytes())
+    def _log_reader(self, path: Path) -> _Lines:
+        return _Lines(LogReader(path / LOG_DIR))
 
     def _monitor_alive(self, path: Path) -> bool:
         record = read_json(path / MONITOR_PID)
@@ -333,3 +261,23 @@ class ProcessRuntime:
 
 def _stream(value: str) -> Stream:
     return "stderr" if value == "stderr" else "stdout"
+
+
+class _Lines:
+    """The process monitor's JSON-lines records as LogLines."""
+
+    def __init__(self, reader: LogReader) -> None:
+        self._reader = reader
+
+    def read_existing(self) -> list[LogLine]:
+        return [_line(r) for r in self._reader.read_existing()]
+
+    def poll(self) -> list[LogLine]:
+        return [_line(r) for r in self._reader.poll()]
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def _line(record: Record) -> LogLine:
+    return LogLine(time=record.time, stream=_stream(record.stream), text=record.text)

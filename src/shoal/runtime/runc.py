@@ -26,17 +26,15 @@ import os
 import resource
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict
 
 from shoal.model.errors import Conflict, Invalid, NotFound, Unavailable
 
 from . import cgroups
-from .base import ContainerSpec, ContainerState, LogLine, Stream, parse_signal
+from .base import ContainerSpec, ContainerState, parse_signal
+from .kubelog import KubeLogReader
 from .monitor import is_alive, read_json, start_ticks, write_json_atomic
 from .ocispec import (
     RLIMITS,
@@ -49,6 +47,7 @@ from .ocispec import (
     resolve_user,
 )
 from .seccomp import DEFAULT_PROFILE, load_profile
+from .statedir import StateDirRuntime
 
 SPEC, BUNDLE, STARTED, SYNC = "spec.json", "bundle", "started", "sync.json"
 CONMON_PID, PID, RUNNING, FAILED = "conmon.pid", "container.pid", "running.json", "failed.json"
@@ -104,7 +103,7 @@ def _max_rlimits() -> dict[str, int]:
     return out
 
 
-class RuncRuntime:
+class RuncRuntime(StateDirRuntime):
     """Runs containers with runc and conmon; state under `root` (created on first use)."""
 
     name = "runc"
@@ -133,12 +132,6 @@ class RuncRuntime:
 
     async def available(self) -> bool:
         return os.geteuid() == 0 and bool(self.runc and self.conmon and self.init)
-
-    def _dir(self, id: str) -> Path:
-        path = self.root / id
-        if "/" in id or id.startswith(".") or not (path / SPEC).exists():
-            raise NotFound(f"no container {id!r} in {self.root}")
-        return path
 
     def _cgroup(self, id: str) -> str:
         return f"/{self.cgroup_parent}/{id}"
@@ -335,54 +328,6 @@ class RuncRuntime:
             raise Unavailable(f"cgroups of {id!r} still hold processes: {busy}")
         await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
 
-    async def state(self, id: str) -> ContainerState:
-        return self._state(self._dir(id))
-
-    async def list(self) -> builtins.list[ContainerState]:
-        if not self.root.is_dir():
-            return []
-        out: builtins.list[ContainerState] = []
-        for path in sorted(self.root.iterdir()):
-            if not path.name.startswith(".") and (path / SPEC).exists():
-                with contextlib.suppress(NotFound):  # removed while we looked
-                    out.append(self._state(path))
-        return out
-
-    def logs(
-        self,
-        id: str,
-        *,
-        follow: bool = False,
-        tail: int | None = None,
-        since: float | None = None,
-    ) -> AsyncIterator[LogLine]:
-        return self._logs(self._dir(id), follow, tail, since)
-
-    async def _logs(
-        self, path: Path, follow: bool, tail: int | None, since: float | None
-    ) -> AsyncIterator[LogLine]:
-        with KubeLogReader(path / LOG) as reader:
-            lines = [x for x in reader.read_existing() if since is None or x.time >= since]
-            if tail is not None:
-                lines = lines[-tail:] if tail > 0 else []
-            for line in lines:
-                yield line
-            while follow:
-                # conmon drains the container's output before it writes the exit status.
-                ended = self._state(path).status in ("exited", "unknown")
-                batch = reader.poll()
-                for line in batch:
-                    if since is None or line.time >= since:
-                        yield line
-                if ended:
-                    return
-                if not batch:
-                    await asyncio.sleep(self._poll)
-
-    async def wait(self, id: str) -> ContainerState:
-        path = self._dir(id)
-        return await self._until(path, lambda s: s.status in ("exited", "unknown"), None)
-
     async def exec_in(self, id: str, argv: builtins.list[str], *, tty: bool = False) -> ExecResult:
         """Run `argv` in the running container (its env, user, cwd, capabilities and seccomp).
         Without `tty` the output is captured; with it, the caller's terminal is used."""
@@ -408,24 +353,8 @@ class RuncRuntime:
             raise Conflict(f"container {id!r} is not running")
         return found
 
-    async def _until(
-        self, path: Path, done: Callable[[ContainerState], bool], timeout: float | None
-    ) -> ContainerState:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        delay = 0.002
-        while True:
-            state = self._state(path)
-            if done(state):
-                return state
-            left = None if deadline is None else deadline - loop.time()
-            if left is not None and left <= 0:
-                return state
-            await asyncio.sleep(delay if left is None else min(delay, left))
-            delay = min(delay * 2, self._poll)
-
-    def _spec(self, path: Path) -> ContainerSpec:
-        return ContainerSpec.model_validate_json((path / SPEC).read_bytes())
+    def _log_reader(self, path: Path) -> KubeLogReader:
+        return KubeLogReader(path / LOG)
 
     def _conmon_alive(self, path: Path) -> bool:
         running = read_json(path / RUNNING)
@@ -495,100 +424,3 @@ def _read_int(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-
-
-class KubeLogReader:
-    """Reads conmon's k8s-file log (`<RFC 3339 time> <stream> <P|F> <text>`; P marks a piece
-    of a longer line), then (through `poll`) what gets appended. conmon rotates by writing a
-    fresh file and renaming it over the old one; the reader drains the file it holds first."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._file: BinaryIO | None = None
-        self._ino: int | None = None
-        self._buf = b""
-        self._pieces: dict[bytes, tuple[float, list[str]]] = {}
-        self._second: tuple[bytes, float] = (b"", 0.0)
-
-    def read_existing(self) -> builtins.list[LogLine]:
-        self._reopen()
-        return self.poll()
-
-    def poll(self) -> builtins.list[LogLine]:
-        out: builtins.list[LogLine] = []
-        while True:
-            try:
-                ino_now: int | None = os.stat(self._path).st_ino
-            except FileNotFoundError:
-                ino_now = None
-            out.extend(self._drain())
-            if ino_now == self._ino or ino_now is None or not self._reopen():
-                return out
-
-    def _reopen(self) -> bool:
-        if self._file is not None:
-            self._file.close()
-            self._file, self._ino, self._buf = None, None, b""
-        try:
-            self._file = self._path.open("rb")
-        except FileNotFoundError:
-            return False
-        self._ino = os.fstat(self._file.fileno()).st_ino
-        return True
-
-    def _drain(self) -> builtins.list[LogLine]:
-        if self._file is None:
-            return []
-        data = self._file.read()
-        if not data:
-            return []
-        raw = (self._buf + data).split(b"\n")
-        self._buf = raw.pop()
-        out: builtins.list[LogLine] = []
-        for record in raw:
-            line = self._parse(record)
-            if line is not None:
-                out.append(line)
-        return out
-
-    def _parse(self, record: bytes) -> LogLine | None:
-        parts = record.split(b" ", 3)
-        if len(parts) < 3 or parts[1] not in (b"stdout", b"stderr"):
-            return None  # damaged: skip rather than fail
-        stamp, stream, tag = parts[0], parts[1], parts[2]
-        text = parts[3].decode(errors="replace") if len(parts) == 4 else ""
-        try:
-            when = self._time(stamp)
-        except ValueError:
-            return None
-        first, pieces = self._pieces.pop(stream, (when, []))
-        if tag == b"P":
-            self._pieces[stream] = (first, [*pieces, text])
-            return None
-        name: Stream = "stderr" if stream == b"stderr" else "stdout"
-        return LogLine(time=first, stream=name, text="".join([*pieces, text]))
-
-    def _time(self, stamp: bytes) -> float:
-        """`2026-11-25T19:30:50.705206098+00:00` → Unix seconds; the whole-second part is
-        cached, as consecutive lines mostly share it."""
-        dot = stamp.find(b".", 19)
-        zone_at = max(stamp.rfind(b"+"), stamp.rfind(b"-"), stamp.rfind(b"Z"))
-        if dot < 0 or zone_at < dot:
-            return datetime.fromisoformat(stamp.decode().replace("Z", "+00:00")).timestamp()
-        key = stamp[:dot] + stamp[zone_at:]
-        if key != self._second[0]:
-            iso = key.decode().replace("Z", "+00:00")
-            self._second = (key, datetime.fromisoformat(iso).timestamp())
-        fraction = stamp[dot + 1 : zone_at]
-        return self._second[1] + int(fraction) / 10.0 ** len(fraction)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self) -> KubeLogReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

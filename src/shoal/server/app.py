@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from shoal import __version__
-from shoal.server import errors, routes_nodes, routes_stacks, routes_tasks
+from shoal.server import errors, routes_exec, routes_nodes, routes_stacks, routes_tasks
 from shoal.server.context import ServerContext
 
 
@@ -33,4 +33,5 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(routes_stacks.router)
     app.include_router(routes_nodes.router)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_exec.router)
     return app

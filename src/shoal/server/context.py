@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.model.cluster import Event, Task
+from shoal.model.cluster import Event, Node, Task
 from shoal.model.codec import encode
 from shoal.model.errors import Conflict, NotFound
 from shoal.server import objects
@@ -45,6 +45,18 @@ class ServerContext:
 
     def event_op(self, event: Event) -> PutOp:
         return PutOp(objects.event_key(event.time), encode(event))
+
+    def agent_url(self, task: Task, what: str) -> str:
+        """Where the agent of `task`'s node serves its container (`what`: for the error)."""
+        if not task.node_id:
+            raise Conflict(
+                f"task {task.id} has not been placed on a node yet: no {what}",
+                hint=f"see why with `shoal ps {task.stack}`",
+            )
+        entry = self.cache.get(objects.node_key(task.node_id))
+        if entry is None or not isinstance(entry[0], Node) or not entry[0].status.addr:
+            raise NotFound(f"node {task.node_id} of task {task.id} is unknown or has no address")
+        return f"http://{entry[0].status.addr}/v1/containers/{task.id}"
 
     def find_task(self, task_id: str) -> tuple[Task, int]:
         for key, (obj, rev) in self.cache.items.items():

@@ -10,9 +10,9 @@ import httpx
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from shoal.model.cluster import Event, Node, Task, TaskState
+from shoal.model.cluster import Event, Task, TaskState
 from shoal.model.codec import decode
-from shoal.model.errors import Invalid, NotFound, Unavailable
+from shoal.model.errors import NotFound, Unavailable
 from shoal.server import objects
 from shoal.server.auth import context
 from shoal.server.context import ServerContext
@@ -134,12 +134,7 @@ async def task_logs(
 ) -> StreamingResponse:
     """The task's log lines (JSON lines: time, stream, text), read from its node's agent."""
     task, _ = ctx.find_task(task_id)
-    if not task.node_id:
-        raise Invalid(f"task {task.id} has not been placed on a node yet: no logs")
-    entry = ctx.cache.get(objects.node_key(task.node_id))
-    if entry is None or not isinstance(entry[0], Node) or not entry[0].status.addr:
-        raise NotFound(f"node {task.node_id} of task {task.id} is unknown or has no address")
-    url = f"http://{entry[0].status.addr}/v1/containers/{task.id}/logs"
+    url = ctx.agent_url(task, "logs") + "/logs"
     params: dict[str, Any] = {"follow": str(follow).lower()}
     if tail is not None:
         params["tail"] = tail
