@@ -27,7 +27,7 @@ def free_port() -> int:
         return port
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
+def wait_until(check: Callable[[], Any], timeout: float = 40.0, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
