@@ -1,0 +1,1 @@
+"""Helpers for bench/containers.py: host cleanup, CNI, and the Docker and Podman peers."""
