@@ -36,49 +36,15 @@ SERVICES = 100
 CHANGES = 5
 
 
-# -- helpers shared with bench/api.py ------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile (nearest rank) of values, 0 for none."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
-def summary_ms(seconds: list[float]) -> dict[str, float]:
-    ms = [s * 1000 for s in seconds]
-    return {
-        "n": len(ms),
-        "p50_ms": round(pct(ms, 50), 2),
-        "p99_ms": round(pct(ms, 99), 2),
-        "max_ms": round(max(ms), 2) if ms else 0.0,
-    }
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS of one process, in MB (0 when it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return 0.0
-
-
-def descendants(pid: int) -> list[int]:
-    """pid and every process below it (from /proc/<pid>/task/*/children)."""
-    found = [pid]
-    i = 0
-    while i < len(found):
-        for children in Path(f"/proc/{found[i]}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                found.extend(int(c) for c in children.read_text().split())
-        i += 1
-    return found
+# -- helpers (the numeric and process ones live in peers/common.py, shared with containers.py) --
+from peers.common import (  # noqa: E402
+    descendants,
+    iptables_lines,
+    links,
+    mounts_under,
+    rss_mb,
+    summary_ms,
+)
 
 
 def hammer(
@@ -235,47 +201,26 @@ def port_free(port: int) -> bool:
 # -- host state: what dockerd leaves behind -------------------------------------------------
 
 
-def _links() -> set[str]:
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
-
-
-def _iptables() -> list[str]:
-    if shutil.which("iptables-save") is None:
-        return []
-    result = subprocess.run(["iptables-save"], capture_output=True, text=True)
-    return result.stdout.splitlines()
-
-
-def _mounts_under(root: str) -> list[str]:
-    points = []
-    for line in Path("/proc/mounts").read_text().splitlines():
-        point = line.split()[1].replace("\\040", " ")
-        if point == root or point.startswith(root + "/"):
-            points.append(point)
-    return points
-
-
 class HostState:
     """Snapshot before dockerd starts; `restore()` removes what appeared and looks like Docker's."""
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.links = _links()
-        self.iptables = _iptables()
+        self.links = links()
+        self.iptables = iptables_lines()
         self.run_docker_existed = Path("/run/docker").exists()
         self.removed: list[str] = []
 
     def restore(self) -> None:
-        for point in sorted(_mounts_under(self.root), key=len, reverse=True):
+        for point in sorted(mounts_under(self.root), key=len, reverse=True):
             if subprocess.run(["umount", point], capture_output=True).returncode != 0:
                 subprocess.run(["umount", "-l", point], capture_output=True)
             self.removed.append(f"mount {point}")
-        for link in sorted(_links() - self.links):
+        for link in sorted(links() - self.links):
             if link.startswith(("docker", "veth", "br-")):
                 subprocess.run(["ip", "link", "del", link], capture_output=True)
                 self.removed.append(f"link {link}")
-        self._restore_iptables()
+        self._restoreiptables_lines()
         if not self.run_docker_existed and Path("/run/docker").exists():
             shutil.rmtree("/run/docker", ignore_errors=True)
             self.removed.append("dir /run/docker")
@@ -285,7 +230,7 @@ class HostState:
         table = ""
         new_rules: list[tuple[str, str]] = []
         new_chains: list[tuple[str, str]] = []
-        for line in _iptables():
+        for line in iptables_lines():
             if line.startswith("*"):
                 table = line[1:]
             elif line in before:
