@@ -284,3 +284,17 @@ def test_a_restarted_agent_reports_a_container_started_behind_its_back(tmp_path:
             assert stored.status.pid == world.host.containers[task.id].pid
 
     scenario(tmp_path, test)
+
+
+def test_a_rootfs_left_by_an_interrupted_removal_is_released(tmp_path: Path) -> None:
+    async def test(world: World) -> None:
+        from shoal.agent.images import ImageProvider
+
+        async with world.agent() as agent:
+            agent.images = ImageProvider(world.data_dir)
+            stale = world.data_dir / "rootfs" / "gone-task"
+            (stale / "upper").mkdir(parents=True)
+            await step(agent)
+            assert not stale.exists()
+
+    scenario(tmp_path, test)

@@ -142,6 +142,10 @@ class Agent:
             container = containers.get(task_id)
             for step in runner.decide(task, container, now):
                 await self._execute(step, task_id, task, container)
+        if self.synced and self.images is not None:
+            # A rootfs whose container is gone (the agent stopped mid-removal): unmount it.
+            for task_id in self.images.mounted() - set(containers) - self.busy:
+                self._in_background(task_id, self.images.release(task_id))
 
     async def _execute(
         self,

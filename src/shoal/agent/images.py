@@ -61,6 +61,12 @@ class ImageProvider:
         rootfs = await asyncio.to_thread(prepare_rootfs, self.store, ref, self.mounts / task.id)
         return image.config.config, str(rootfs)
 
+    def mounted(self) -> set[str]:
+        """Task ids that have a rootfs directory here (mounted or half-released)."""
+        if not self.mounts.is_dir():
+            return set()
+        return {p.name for p in self.mounts.iterdir() if p.is_dir()}
+
     async def release(self, task_id: str) -> None:
         directory = self.mounts / task_id
         if directory.exists():
