@@ -175,17 +175,20 @@ def down(data_dir: str | None, timeout: float) -> None:
     if not pid_file.exists():
         fail(f"no `shoal up` running for {directory} (no {pid_file})")
     pid = int(pid_file.read_text())
+    deadline = time.monotonic() + timeout
     try:
         with Client(token=_token(directory)) as api:
             stacks = [s["name"] for s in api.stacks()]
             for name in stacks:
                 api.remove_stack(name)
-            deadline = time.monotonic() + timeout
             while api.stacks() and time.monotonic() < deadline:
                 time.sleep(0.2)
             if api.stacks():
                 click.echo("warning: some stacks are still being removed", err=True)
             click.echo(f"removed {len(stacks)} stack(s)", err=True)
+        # Task records go first; the agent then deletes containers and unmounts their rootfs.
+        while _node_leftovers(directory) and time.monotonic() < deadline:
+            time.sleep(0.1)
     except ShoalError as exc:
         click.echo(f"warning: could not remove stacks: {exc}", err=True)
     os.kill(pid, signal.SIGTERM)
@@ -198,6 +201,16 @@ def down(data_dir: str | None, timeout: float) -> None:
             return
         time.sleep(0.1)
     sys.exit("shoal up did not stop within 15 s")
+
+
+def _node_leftovers(directory: Path) -> list[Path]:
+    """Containers and rootfs directories the agent of this data dir still has."""
+    agent = directory / "agent"
+    found: list[Path] = []
+    for sub in ("containers", "runc", "rootfs"):
+        if (agent / sub).is_dir():
+            found += [p for p in (agent / sub).iterdir() if not p.name.startswith(".")]
+    return found
 
 
 def _token(directory: Path) -> str | None:
