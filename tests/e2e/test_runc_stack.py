@@ -81,6 +81,14 @@ services:
     memory_limit = Path(f"/sys/fs/cgroup/memory/shoal/{hog.id}/memory.limit_in_bytes")
     if memory_limit.exists():  # cgroup v1 (this machine); v2 keeps it in memory.max
         assert int(memory_limit.read_text()) == 32 * 1024 * 1024
+    logs = subprocess.run(
+        [sys.executable, "-m", "shoal", "logs", "rs/hog"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert logs.returncode == 0 and f"/shoal/{hog.id}" in logs.stdout, logs.stdout + logs.stderr
     with runc_node.client() as api:
         api.remove_stack("rs")
         wait_until(lambda: not api.stacks(), timeout=30)
