@@ -544,16 +544,13 @@ def test_ssh() -> None:
 # --- robustness --------------------------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from("0123456789:-/[]. abtcpudsx${}~,rowzZ\\C"), max_size=30))
-def test_port_and_volume_never_crash(text: str) -> None:
-    for parse in (sx.parse_port, sx.parse_volume, sx.split_command):
-        with contextlib.suppress(Invalid):
-            parse(text)
+SPEC_LIKE = st.text(
+    alphabet=st.sampled_from("0123456789:-/[]. abtcpudsx${}~,rowzZ\\C"), max_size=30
+)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(max_size=40))
+@settings(max_examples=500, deadline=None)
+@given(SPEC_LIKE | st.text(max_size=40))
 def test_parsers_on_any_text(text: str) -> None:
     for parse in (sx.parse_port, sx.parse_volume, sx.split_command, sx.parse_device):
         with contextlib.suppress(Invalid):

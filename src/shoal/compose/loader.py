@@ -23,7 +23,7 @@ from shoal.compose.interpolate import InterpolationError, interpolate
 from shoal.compose.merge import merge_documents, strip_markers
 from shoal.compose.normalize import normalize, select_profiles
 from shoal.compose.paths import absolute, resolve_document
-from shoal.compose.yamlsrc import SourceMap, load_documents
+from shoal.compose.yamlsrc import Document, SourceMap, load_documents
 from shoal.model.compose import ComposeProject
 from shoal.model.errors import ComposeError, KeyPath, Location, format_path
 
@@ -91,6 +91,7 @@ class _Session:
         self.warnings: list[ComposeWarning] = []
         self.extended: dict[str, dict[str, Any]] = {}
         self.including: list[str] = []
+        self.parsed: dict[Path, list[Document]] = {}
 
     def lookup(self, name: str) -> str | None:
         return self.env.get(name)
@@ -105,20 +106,27 @@ class _Session:
                 return loc
         return None
 
+    def parse(self, path: Path) -> list[Document]:
+        """The file's YAML documents, read and parsed once per load (the project name is
+        looked up before the files are loaded for real)."""
+        if path not in self.parsed:
+            try:
+                text = path.read_text("utf-8-sig")
+            except FileNotFoundError:
+                raise
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ComposeError(f"cannot read {path}: {exc}") from None
+            self.parsed[path] = load_documents(text, str(path))
+        return self.parsed[path]
+
     def read_file(self, path: Path, base_dir: Path) -> list[dict[str, Any]]:
         """One file's documents: interpolated, validated, paths resolved, `extends` applied.
 
         Documents keep their `!reset`/`!override` markers: they act when merged over what came
         before (earlier documents and files).
         """
-        try:
-            text = path.read_text("utf-8-sig")
-        except FileNotFoundError:
-            raise
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ComposeError(f"cannot read {path}: {exc}") from None
         docs: list[dict[str, Any]] = []
-        for doc in load_documents(text, str(path)):
+        for doc in self.parse(path):
             self.sources.append(doc.source)
             try:
                 data = interpolate(_empty_services_as_mappings(doc.data), self.lookup)
@@ -326,10 +334,10 @@ def _declared_name(files: Sequence[Path], session: _Session) -> str | None:
     found: str | None = None
     for path in files:
         try:
-            text = path.read_text("utf-8-sig")
-        except OSError:
-            continue
-        for doc in load_documents(text, str(path)):
+            docs = session.parse(path)
+        except (OSError, ComposeError):
+            continue  # the real load reports it, with its location
+        for doc in docs:
             value = doc.data.get("name")
             if value is None:
                 continue
@@ -353,12 +361,7 @@ def _to_model(data: dict[str, Any]) -> ComposeProject:
         return ComposeProject.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
+        # The models keep loc equal to the Compose key path (no aliases, no model unions).
         path = tuple(p for p in first["loc"] if isinstance(p, (str, int)))
-        # pydantic appends union-member and validator names to loc; keep the Compose key path.
-        while path and isinstance(path[-1], str) and _is_noise(path[-1]):
-            path = path[:-1]
         raise ComposeError(f"{format_path(path)}: {first['msg']}", path=path) from None
 
-
-def _is_noise(part: str) -> bool:
-    return "[" in part or part.startswith(("function-", "constrained-", "lax-", "json-"))

@@ -72,27 +72,15 @@ class ProcessRuntime(StateDirRuntime):
         return sys.platform == "linux" and os.path.exists("/proc/self/stat")
 
     async def create(self, spec: ContainerSpec) -> ContainerState:
-        path = self.root / spec.id
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            path.mkdir(mode=0o700)
-        except FileExistsError:
-            raise Conflict(f"container {spec.id!r} already exists") from None
+        path = self._new_dir(spec)
         write_json_atomic(path / SPEC, spec.model_dump(mode="json"))
         return self._state(path)
 
     async def start(self, id: str) -> ContainerState:
         path = self._dir(id)
-        try:
-            os.close(os.open(path / STARTED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        except FileExistsError:
-            state = self._state(path)
-            if state.status in ("exited", "unknown"):
-                raise Conflict(
-                    f"container {id!r} has {state.status}; it cannot be started again",
-                    hint="create a new container",
-                ) from None
-            return state
+        already = self._claim_start(path)
+        if already is not None:
+            return already
         await self._spawn_monitor(path)
         if not (path / PID).exists() and not (path / EXIT).exists():
             state = self._state(path)

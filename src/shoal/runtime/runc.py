@@ -35,7 +35,7 @@ from shoal.model.errors import Conflict, Invalid, NotFound, Unavailable
 from . import cgroups
 from .base import ContainerSpec, ContainerState, parse_signal
 from .kubelog import KubeLogReader
-from .monitor import is_alive, read_json, start_ticks, write_json_atomic
+from .monitor import SPEC, STARTED, is_alive, read_json, start_ticks, write_json_atomic
 from .ocispec import (
     RLIMITS,
     Host,
@@ -49,7 +49,7 @@ from .ocispec import (
 from .seccomp import DEFAULT_PROFILE, load_profile
 from .statedir import StateDirRuntime
 
-SPEC, BUNDLE, STARTED, SYNC = "spec.json", "bundle", "started", "sync.json"
+BUNDLE, SYNC = "bundle", "sync.json"
 CONMON_PID, PID, RUNNING, FAILED = "conmon.pid", "container.pid", "running.json", "failed.json"
 LOG, PERSIST, EXIT_DIR, SOCK, CONMON_LOG = (
     "container.log",
@@ -142,12 +142,7 @@ class RuncRuntime(StateDirRuntime):
                 f"container {spec.id!r}: rootfs {spec.rootfs!r} is not a directory",
                 hint="the runc runtime needs the image prepared as a root filesystem",
             )
-        path = self.root / spec.id
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            path.mkdir(mode=0o700)
-        except FileExistsError:
-            raise Conflict(f"container {spec.id!r} already exists") from None
+        path = self._new_dir(spec)
         try:
             config = build_config(spec, self._user(spec), self._host(spec))
             (path / BUNDLE).mkdir()
@@ -175,16 +170,9 @@ class RuncRuntime(StateDirRuntime):
 
     async def start(self, id: str) -> ContainerState:
         path = self._dir(id)
-        try:
-            os.close(os.open(path / STARTED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        except FileExistsError:
-            state = self._state(path)
-            if state.status in ("exited", "unknown"):
-                raise Conflict(
-                    f"container {id!r} has {state.status}; it cannot be started again",
-                    hint="create a new container",
-                ) from None
-            return state
+        already = self._claim_start(path)
+        if already is not None:
+            return already
         spec = self._spec(path)
         problem = check_command(spec)
         if problem is not None:

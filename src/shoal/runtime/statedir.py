@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
-from shoal.model.errors import NotFound
+from shoal.model.errors import Conflict, NotFound
 from shoal.runtime.base import ContainerSpec, ContainerState, LogLine
+from shoal.runtime.monitor import SPEC, STARTED
 
-SPEC = "spec.json"
 ENDED = ("exited", "unknown")
 
 
@@ -50,6 +51,31 @@ class StateDirRuntime:
         if not self._valid_id(id) or not (path / SPEC).exists():
             raise NotFound(f"no container {id!r} in {self.root}")
         return path
+
+    def _new_dir(self, spec: ContainerSpec) -> Path:
+        """The state directory of a new container (Conflict if the id is taken)."""
+        path = self.root / spec.id
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            raise Conflict(f"container {spec.id!r} already exists") from None
+        return path
+
+    def _claim_start(self, path: Path) -> ContainerState | None:
+        """Take the right to start the container; if it was already started, its state
+        (Conflict when it has ended: a restart is a new container)."""
+        try:
+            os.close(os.open(path / STARTED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            state = self._state(path)
+            if state.status in ENDED:
+                raise Conflict(
+                    f"container {path.name!r} has {state.status}; it cannot be started again",
+                    hint="create a new container",
+                ) from None
+            return state
+        return None
 
     def _spec(self, path: Path) -> ContainerSpec:
         return ContainerSpec.model_validate_json((path / SPEC).read_bytes())

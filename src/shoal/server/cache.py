@@ -61,6 +61,7 @@ class ClusterCache:
         self._changed = asyncio.Condition()
         self.generation = 0  # bumps on every applied change; loops compare it to skip idle passes
         self.specs: dict[str, ServiceSpec] = {}  # spec JSON → the one shared object
+        self.task_keys: dict[str, str] = {}  # task id → key (agents report by id, often)
         self.subscribers: set[Subscription] = set()
         self.dirty: set[str] = set()  # "<stack>/<service>" whose service or tasks changed
         self.nodes_changed = True
@@ -126,6 +127,7 @@ class ClusterCache:
                 if obj is not None:
                     items[kv.key] = (obj, kv.mod_revision)
         self.items = items
+        self.task_keys = {obj.id: key for key, (obj, _) in items.items() if isinstance(obj, Task)}
         self.revision = revision
         self.gc_specs()
         self.dirty = {
@@ -152,11 +154,15 @@ class ClusterCache:
                         if event.type is EventType.DELETE:
                             self._mark(key, None)
                             self.items.pop(key, None)
+                            if key.startswith(objects.TASKS):
+                                self.task_keys.pop(key.rsplit("/", 1)[1], None)
                         else:
                             obj = self._decode(event.kv)
                             self._mark(key, obj)
                             if obj is not None:
                                 self.items[key] = (obj, event.kv.mod_revision)
+                            if isinstance(obj, Task):
+                                self.task_keys[obj.id] = key
                     self._publish(event)
                     if event.revision > self.revision:
                         self.revision = event.revision
@@ -217,6 +223,13 @@ class ClusterCache:
             if service:
                 prefix += f"{service}/"
         return [t for t, _ in self._of(prefix, Task)]
+
+    def task(self, task_id: str) -> tuple[Task, int] | None:
+        key = self.task_keys.get(task_id)
+        entry = self.items.get(key) if key is not None else None
+        if entry is None or not isinstance(entry[0], Task):
+            return None
+        return entry[0], entry[1]
 
     def revision_of(self, obj: BaseModel) -> int:
         entry = self.items.get(objects.key_of(obj))

@@ -59,19 +59,15 @@ class ServerContext:
         return f"http://{entry[0].status.addr}/v1/containers/{task.id}"
 
     def find_task(self, task_id: str) -> tuple[Task, int]:
-        for key, (obj, rev) in self.cache.items.items():
-            if key.startswith(objects.TASKS) and key.endswith("/" + task_id):
-                assert isinstance(obj, Task)
-                return obj, rev
-        matches = [
-            (obj, rev)
-            for key, (obj, rev) in self.cache.items.items()
-            if isinstance(obj, Task) and obj.id.startswith(task_id)
-        ]
+        """A task by id (agents: an index lookup), or for people by unique id prefix."""
+        exact = self.cache.task(task_id)
+        if exact is not None:
+            return exact
+        matches = [tid for tid in self.cache.task_keys if tid.startswith(task_id)]
         if len(matches) == 1:
-            found = matches[0]
-            assert isinstance(found[0], Task)
-            return found[0], found[1]
+            found = self.cache.task(matches[0])
+            if found is not None:
+                return found
         if len(matches) > 1:
             raise NotFound(f"task id prefix {task_id!r} is ambiguous ({len(matches)} tasks)")
         raise NotFound(f"no task {task_id!r}", hint="list tasks with `shoal ps --all`")
