@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shoal.images.build.context import IgnoreRules, clean_source, hash_paths, select, walk
-from shoal.model.errors import Invalid
+from shoal.model.errors import Invalid, NotFound
 
 
 @pytest.mark.parametrize(
@@ -63,3 +63,13 @@ def test_source_may_not_leave_context() -> None:
     assert clean_source("/a/../b", "Containerfile:3") == "b"
     with pytest.raises(Invalid, match="outside the build context"):
         clean_source("../etc/passwd", "Containerfile:3")
+
+
+def test_compose_default_dockerfile_name_falls_back_to_a_containerfile(tmp_path: Path) -> None:
+    from shoal.images.build import find_containerfile
+
+    (tmp_path / "Containerfile").write_text("FROM scratch\n")
+    assert find_containerfile(tmp_path, tmp_path / "Dockerfile") == tmp_path / "Containerfile"
+    (tmp_path / "Containerfile").unlink()
+    with pytest.raises(NotFound):
+        find_containerfile(tmp_path, tmp_path / "Dockerfile")

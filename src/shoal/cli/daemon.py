@@ -7,11 +7,15 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from shoal.cli.output import fail
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_LISTEN = "127.0.0.1:7480"
 DEFAULT_AGENT_LISTEN = "127.0.0.1:7481"
@@ -67,17 +71,24 @@ data_dir_option = click.option(
 )
 
 
+def node_options(fn: F) -> F:
+    """The options of whatever runs an agent: its runtime and its node labels."""
+    fn = click.option(
+        "--label", "labels", multiple=True, help="Node label KEY=VALUE (repeatable)."
+    )(fn)
+    return click.option(
+        "--runtime",
+        default="auto",
+        show_default=True,
+        help="auto (runc if usable, else process), runc or process.",
+    )(fn)
+
+
 @click.command("up")
 @data_dir_option
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="API address.")
 @click.option("--agent-listen", default=DEFAULT_AGENT_LISTEN, show_default=True)
-@click.option(
-    "--runtime",
-    default="auto",
-    show_default=True,
-    help="auto (runc if usable, else process), runc or process.",
-)
-@click.option("--label", "labels", multiple=True, help="Node label KEY=VALUE (repeatable).")
+@node_options
 def up(
     data_dir: str | None, listen: str, agent_listen: str, runtime: str, labels: tuple[str, ...]
 ) -> None:
@@ -139,13 +150,7 @@ def server(data_dir: str | None, listen: str) -> None:
 @click.option("--token", envvar="SHOAL_TOKEN", required=True, help="Token ($SHOAL_TOKEN).")
 @data_dir_option
 @click.option("--listen", default=DEFAULT_AGENT_LISTEN, show_default=True, help="Agent API.")
-@click.option(
-    "--runtime",
-    default="auto",
-    show_default=True,
-    help="auto (runc if usable, else process), runc or process.",
-)
-@click.option("--label", "labels", multiple=True, help="Node label KEY=VALUE (repeatable).")
+@node_options
 def agent(
     join: str, token: str, data_dir: str | None, listen: str, runtime: str, labels: tuple[str, ...]
 ) -> None:

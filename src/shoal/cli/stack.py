@@ -91,8 +91,6 @@ def _build_images(project: Any) -> None:
         if spec.dockerfile:
             dockerfile = Path(spec.dockerfile)
             dockerfile = dockerfile if dockerfile.is_absolute() else context / dockerfile
-            if spec.dockerfile == "Dockerfile" and not dockerfile.exists():
-                dockerfile = None  # Compose's default name: a Containerfile serves as well
         tag = svc.image or f"{project.name}-{name}"
         click.echo(f"building {name} → {tag}", err=True)
         args = {k: v for k, v in (spec.args or {}).items() if v is not None}

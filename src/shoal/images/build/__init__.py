@@ -18,9 +18,16 @@ __all__ = ["Builder", "build", "find_containerfile"]
 
 
 def find_containerfile(context: Path, dockerfile: Path | str | None) -> Path:
-    """`-f` as given (relative to the current directory), else Containerfile or Dockerfile."""
+    """`-f` as given (relative to the current directory), else Containerfile or Dockerfile.
+
+    A missing `Dockerfile` falls back to a `Containerfile` beside it: Compose writes
+    `dockerfile: Dockerfile` as the default even when the user named none.
+    """
     if dockerfile is not None:
         path = Path(dockerfile)
+        fallback = path.parent / "Containerfile"
+        if path.name == "Dockerfile" and not path.is_file() and fallback.is_file():
+            return fallback
         if not path.is_file():
             raise NotFound(f"no such Containerfile: {path}", hint="check the -f path")
         return path
