@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from shoal.model.cluster import Event, Node, Task
 from shoal.model.codec import encode
@@ -14,6 +15,12 @@ from shoal.model.errors import Conflict, NotFound
 from shoal.server import objects
 from shoal.server.cache import ClusterCache
 from shoal.store import Compare, Op, PutOp, Store
+
+T = TypeVar("T")
+
+
+class Raced(Conflict):
+    """A compare-and-swap write lost to a concurrent writer: reading again and retrying helps."""
 
 
 def new_id() -> str:
@@ -33,15 +40,26 @@ class ServerContext:
     new_id: Callable[[], str] = field(default=new_id)
 
     async def commit(self, compares: list[Compare], ops: list[Op], what: str) -> int:
-        """Run a guarded write; Conflict if someone wrote first. Waits for the cache to see it."""
+        """Run a guarded write; Raced if someone wrote first. Waits for the cache to see it."""
         result = await self.store.txn(compares, ops, [])
         if not result.succeeded:
-            raise Conflict(
+            raise Raced(
                 f"{what}: changed concurrently by someone else",
                 hint="retry: the command reads the current state again",
             )
         await self.cache.wait_for(result.revision)
         return result.revision
+
+    async def retrying(self, attempt: Callable[[], Awaitable[T]], times: int = 3) -> T:
+        """Run a read-decide-commit `attempt` again when its commit lost a race (the cache has
+        the winner's write by then); after `times` losses the Conflict reaches the caller."""
+        for left in range(times - 1, -1, -1):
+            try:
+                return await attempt()
+            except Raced:
+                if not left:
+                    raise
+        raise AssertionError("unreachable")
 
     def event_op(self, event: Event) -> PutOp:
         return PutOp(objects.event_key(event.time), encode(event))

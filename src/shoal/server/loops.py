@@ -18,7 +18,7 @@ from shoal.controllers import actions as A
 from shoal.controllers.gc import collect_garbage
 from shoal.controllers.nodes import reconcile_node
 from shoal.controllers.services import reconcile_service
-from shoal.model.cluster import Node, Service, Stack, Task, TaskState, TaskStatus
+from shoal.model.cluster import Node, Service, Task, TaskState, TaskStatus
 from shoal.model.codec import encode
 from shoal.model.errors import ShoalError
 from shoal.scheduler import Snapshot, schedule
@@ -151,10 +151,13 @@ def _stop_strays(tasks: list[Task], live: set[str], now: float) -> list[A.Action
 
 
 async def _finish_removed_stacks(ctx: ServerContext, services: list[Service]) -> int:
+    """Delete the record of a stack being removed once its last service is gone."""
     written = 0
     remaining = {s.stack for s in services}
-    for key, (obj, rev) in list(ctx.cache.items.items()):
-        if isinstance(obj, Stack) and obj.removing and obj.name not in remaining:
+    for stack in ctx.cache.stacks():
+        if stack.removing and stack.name not in remaining:
+            key = objects.stack_key(stack.name)
+            rev = ctx.cache.revision_of(stack)
             result = await ctx.store.txn(
                 [Compare.mod_revision(key, "==", rev)], [DeleteOp(key)], []
             )

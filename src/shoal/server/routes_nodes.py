@@ -75,7 +75,8 @@ async def register_node(request: RegisterRequest, ctx: ServerContext = Depends(c
     now = ctx.clock()
     node_id = request.node_id or ctx.new_id()
     status = NodeStatus(state=NodeState.READY, addr=request.addr, heartbeat_at=now)
-    for _ in range(3):
+
+    async def attempt() -> Node:
         entry = ctx.cache.get(objects.node_key(node_id))
         if entry is None:
             node = Node(id=node_id, description=request.description, status=status, created_at=now)
@@ -93,19 +94,17 @@ async def register_node(request: RegisterRequest, ctx: ServerContext = Depends(c
             id=node_id,
             message=f"{request.description.hostname} ready",
         )
-        try:
-            await _write_node(ctx, node, rev, event)
-        except Conflict:
-            continue
+        await _write_node(ctx, node, rev, event)
         return node
-    raise Conflict(f"node {node_id}: registration raced with another writer; retry")
+
+    return await ctx.retrying(attempt)
 
 
 @router.post("/nodes/{node_id}/heartbeat", response_model=NodeStatus, tags=["nodes"])
 async def heartbeat(
     node_id: str, request: HeartbeatRequest, ctx: ServerContext = Depends(context)
 ) -> NodeStatus:
-    for _ in range(3):
+    async def attempt() -> NodeStatus:
         node, rev = _node(ctx, node_id, exact=True)
         now = ctx.clock()
         event = None
@@ -114,12 +113,10 @@ async def heartbeat(
         status = NodeStatus(
             state=NodeState.READY, addr=request.addr or node.status.addr, heartbeat_at=now
         )
-        try:
-            await _write_node(ctx, node.model_copy(update={"status": status}), rev, event)
-        except Conflict:
-            continue
+        await _write_node(ctx, node.model_copy(update={"status": status}), rev, event)
         return status
-    raise Conflict(f"node {node_id}: heartbeat raced with another writer; retry")
+
+    return await ctx.retrying(attempt)
 
 
 @router.get("/nodes", response_model=list[Node], tags=["nodes"])
@@ -173,7 +170,8 @@ async def report_status(
     task_id: str, report: StatusReport, ctx: ServerContext = Depends(context)
 ) -> Task:
     """The agent reports what its runtime observed for one of its tasks."""
-    for _ in range(5):
+
+    async def attempt() -> Task:
         task, rev = ctx.find_task(task_id)
         if task.node_id != report.node_id:
             raise Conflict(
@@ -203,9 +201,7 @@ async def report_status(
                     )
                 )
             )
-        try:
-            await ctx.commit([Compare.mod_revision(key, "==", rev)], ops, f"task {task_id}")
-        except Conflict:
-            continue
+        await ctx.commit([Compare.mod_revision(key, "==", rev)], ops, f"task {task_id}")
         return updated
-    raise Conflict(f"task {task_id}: too many concurrent updates; retry")
+
+    return await ctx.retrying(attempt, times=5)

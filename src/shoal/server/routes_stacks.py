@@ -68,7 +68,8 @@ async def deploy_stack(
     """Create or update a stack from a normalised Compose project (one atomic write)."""
     _check_name(name)
     project = _project(name, request.project)
-    for attempt in range(3):
+
+    async def attempt() -> DeployResponse:
         stack_entry = ctx.cache.get(objects.stack_key(name))
         existing: dict[str, tuple[Service, int]] = {}
         for svc in ctx.cache.services(name):
@@ -86,14 +87,10 @@ async def deploy_stack(
                     hint="wait until `shoal ls` no longer lists it",
                 )
         commit = deploy.build_commit(the_plan, project, stack, existing, ctx.clock(), ctx.new_id)
-        try:
-            revision = await ctx.commit(commit.compares, commit.ops, f"stack {name}")
-        except Conflict:
-            if attempt == 2:
-                raise
-            continue
+        revision = await ctx.commit(commit.compares, commit.ops, f"stack {name}")
         return DeployResponse(plan=the_plan.as_dict(), revision=revision, applied=True)
-    raise AssertionError("unreachable")
+
+    return await ctx.retrying(attempt)
 
 
 @router.get("/stacks", tags=["stacks"])
@@ -188,7 +185,8 @@ async def scale_service(
     stack: str, name: str, request: ScaleRequest, ctx: ServerContext = Depends(context)
 ) -> Service:
     """Set the replica count (replicated services and jobs only)."""
-    for attempt in range(3):
+
+    async def attempt() -> Service:
         svc, rev = _service(ctx, stack, name)
         if svc.mode.value.startswith("global"):
             raise Invalid(f"service {stack}/{name} is global: it runs one task per node")
@@ -209,18 +207,14 @@ async def scale_service(
             service=name,
             message=f"replicas {svc.replicas} → {request.replicas}",
         )
-        try:
-            await ctx.commit(
-                [Compare.mod_revision(key, "==", rev)],
-                [PutOp(key, encode(updated)), ctx.event_op(event)],
-                f"service {stack}/{name}",
-            )
-        except Conflict:
-            if attempt == 2:
-                raise
-            continue
+        await ctx.commit(
+            [Compare.mod_revision(key, "==", rev)],
+            [PutOp(key, encode(updated)), ctx.event_op(event)],
+            f"service {stack}/{name}",
+        )
         return updated
-    raise AssertionError("unreachable")
+
+    return await ctx.retrying(attempt)
 
 
 @router.get("/networks", tags=["resources"])
