@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from shoal.model.cluster import Event, Node, Task
-from shoal.model.codec import encode
+from shoal.model.cluster import Node, Task
 from shoal.model.errors import Conflict, NotFound
 from shoal.server import objects
 from shoal.server.cache import ClusterCache
-from shoal.store import Compare, Op, PutOp, Store
+from shoal.store import Compare, Op, Store
 
 T = TypeVar("T")
 
@@ -60,9 +59,6 @@ class ServerContext:
                 if not left:
                     raise
         raise AssertionError("unreachable")
-
-    def event_op(self, event: Event) -> PutOp:
-        return PutOp(objects.event_key(event.time), encode(event))
 
     def agent_url(self, task: Task, what: str) -> str:
         """Where the agent of `task`'s node serves its container (`what`: for the error)."""

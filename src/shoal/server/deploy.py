@@ -200,4 +200,4 @@ def _event(now: float, kind: str, action: str, svc: Service, message: str) -> Pu
         service=svc.name,
         message=message,
     )
-    return PutOp(objects.event_key(now), encode(event))
+    return objects.event_op(event)

@@ -85,7 +85,7 @@ class Writer:
                 compares.append(Compare.mod_revision(key, "==", self.nodes.get(action.node.id, 0)))
                 ops.append(PutOp(key, encode(action.node)))
             elif isinstance(action, A.Emit):
-                ops.append(self.ctx.event_op(action.event))
+                ops.append(objects.event_op(action.event))
         return compares, ops
 
     async def apply(self, actions: list[A.Action]) -> bool:

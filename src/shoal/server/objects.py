@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from shoal.model.cluster import Event, Node, Service, Stack, Task
 from shoal.model.codec import decode, encode
 from shoal.model.compose_service import ServiceSpec
-from shoal.store import KeyValue
+from shoal.store import KeyValue, PutOp
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -79,6 +79,11 @@ def event_key(now: float | None = None) -> str:
     return f"{EVENTS}{ns:020d}-{next(_event_seq) % 1_000_000:06d}"
 
 
+def event_op(event: Event) -> PutOp:
+    """The write that appends `event` (in the same transaction as the change it records)."""
+    return PutOp(event_key(event.time), encode(event))
+
+
 def kind_of(key: str) -> str | None:
     for prefix in KINDS:
         if key.startswith(prefix):
@@ -113,6 +118,7 @@ __all__ = [
     "decode_kv",
     "encode",
     "event_key",
+    "event_op",
     "key_of",
     "kind_of",
     "node_key",

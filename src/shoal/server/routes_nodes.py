@@ -65,7 +65,7 @@ async def _write_node(ctx: ServerContext, node: Node, rev: int, event: Event | N
     key = objects.node_key(node.id)
     ops: list[Any] = [PutOp(key, encode(node))]
     if event is not None:
-        ops.append(ctx.event_op(event))
+        ops.append(objects.event_op(event))
     await ctx.commit([Compare.mod_revision(key, "==", rev)], ops, f"node {node.id}")
 
 
@@ -188,7 +188,7 @@ async def report_status(
             TaskState.REJECTED,
         ):
             ops.append(
-                ctx.event_op(
+                objects.event_op(
                     Event(
                         time=ctx.clock(),
                         type="task",

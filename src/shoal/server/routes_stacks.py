@@ -146,7 +146,9 @@ async def remove_stack(name: str, ctx: ServerContext = Depends(context)) -> dict
         key = objects.service_key(name, svc.name)
         compares.append(Compare.mod_revision(key, "==", ctx.cache.revision_of(svc)))
         ops.append(PutOp(key, encode(svc.model_copy(update={"removing": True, "updated_at": now}))))
-    ops.append(ctx.event_op(Event(time=now, type="stack", action="remove", id=name, stack=name)))
+    ops.append(
+        objects.event_op(Event(time=now, type="stack", action="remove", id=name, stack=name))
+    )
     revision = await ctx.commit(compares, ops, f"stack {name}")
     return {"stack": name, "removing": True, "revision": revision}
 
@@ -209,7 +211,7 @@ async def scale_service(
         )
         await ctx.commit(
             [Compare.mod_revision(key, "==", rev)],
-            [PutOp(key, encode(updated)), ctx.event_op(event)],
+            [PutOp(key, encode(updated)), objects.event_op(event)],
             f"service {stack}/{name}",
         )
         return updated
