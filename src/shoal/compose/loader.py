@@ -364,4 +364,3 @@ def _to_model(data: dict[str, Any]) -> ComposeProject:
         # The models keep loc equal to the Compose key path (no aliases, no model unions).
         path = tuple(p for p in first["loc"] if isinstance(p, (str, int)))
         raise ComposeError(f"{format_path(path)}: {first['msg']}", path=path) from None
-
