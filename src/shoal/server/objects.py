@@ -7,6 +7,9 @@ Keys (values are the models' compact JSON):
   /versions/<stack>/<name>/<v:08d>     ServiceSpec of every version (history, for rollback)
   /tasks/<stack>/<service>/<id>        Task
   /events/<time ns:020d>-<n:06d>       Event (its revision is the key's create revision)
+  /networks/<name>                     Network (name = "<stack>_<network>")
+  /endpoints/<stack>/<service>         Endpoints (derived: written by the endpoints controller)
+  /kv/<key>                            the users' key/value space (`/v1/kv/<key>`)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydantic import BaseModel
 from shoal.model.cluster import Event, Node, Service, Stack, Task
 from shoal.model.codec import decode, encode
 from shoal.model.compose_service import ServiceSpec
+from shoal.model.network import Endpoints, Network
 from shoal.store import KeyValue, PutOp
 
 M = TypeVar("M", bound=BaseModel)
@@ -30,12 +34,17 @@ SERVICES = "/services/"
 VERSIONS = "/versions/"
 TASKS = "/tasks/"
 EVENTS = "/events/"
+NETWORKS = "/networks/"
+ENDPOINTS = "/endpoints/"
+KV = "/kv/"
 
 KINDS: dict[str, type[BaseModel]] = {
     NODES: Node,
     STACKS: Stack,
     SERVICES: Service,
     TASKS: Task,
+    NETWORKS: Network,
+    ENDPOINTS: Endpoints,
 }
 
 
@@ -59,6 +68,14 @@ def task_key(task: Task) -> str:
     return f"{TASKS}{task.stack}/{task.service}/{task.id}"
 
 
+def network_key(name: str) -> str:
+    return f"{NETWORKS}{name}"
+
+
+def endpoints_key(stack: str, service: str) -> str:
+    return f"{ENDPOINTS}{stack}/{service}"
+
+
 def key_of(obj: BaseModel) -> str:
     if isinstance(obj, Node):
         return node_key(obj.id)
@@ -68,6 +85,10 @@ def key_of(obj: BaseModel) -> str:
         return service_key(obj.stack, obj.name)
     if isinstance(obj, Task):
         return task_key(obj)
+    if isinstance(obj, Network):
+        return network_key(obj.name)
+    if isinstance(obj, Endpoints):
+        return endpoints_key(obj.stack, obj.service)
     raise TypeError(f"no key for {type(obj).__name__}")
 
 
