@@ -94,6 +94,7 @@ def test_repeated_passes_are_idempotent(tmp_path: Path) -> None:
         # Still quiet once the agent reported the tasks running.
         for t in ctx.cache.tasks():
             await report(ctx, t, TaskStatus(state=TaskState.RUNNING, started_at=ctx.clock()))
+        assert await reconcile_pass(ctx) == 1  # the endpoints record: three tasks now ready
         before = await snapshot(ctx)
         for _ in range(3):
             assert await reconcile_pass(ctx) + await schedule_pass(ctx) == 0

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.model.compose_service import ServiceSpec
+from shoal.model.network import Attachment, PublishedPort
 
 
 class Model(BaseModel):
@@ -103,6 +104,8 @@ class Service(Model):
     spec: ServiceSpec
     version: int = 1
     previous_version: int | None = None
+    vips: dict[str, str] = Field(default_factory=dict)  # network → virtual IP (endpoint_mode vip)
+    ports: list[PublishedPort] = Field(default_factory=list)  # resolved `ports:` (deploy time)
     created_at: float = 0.0
     updated_at: float = 0.0
     removing: bool = False
@@ -198,6 +201,7 @@ class Task(Model):
     spec_version: int
     spec: ServiceSpec
     node_id: str = ""
+    networks: list[Attachment] = Field(default_factory=list)  # addresses, given at creation
     desired_state: TaskState = TaskState.RUNNING
     status: TaskStatus = TaskStatus()
     attempt: int = 0  # restarts of this slot so far (restart policy, back-off)

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from shoal.model.cluster import Model
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
 
 DOMAIN = "shoal"
 """The DNS domain of service names: `<service>.<stack>.shoal`."""

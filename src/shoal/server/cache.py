@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from shoal.model.cluster import Node, Service, Stack, Task
 from shoal.model.compose_service import ServiceSpec
+from shoal.model.network import Endpoints, Network
 from shoal.server import objects
 from shoal.store import Compacted, Event, EventType, KeyValue, Store
 
@@ -215,6 +216,13 @@ class ClusterCache:
         prefix = objects.SERVICES + (f"{stack}/" if stack else "")
         found = (s for s, _ in self._of(prefix, Service))
         return sorted(found, key=lambda s: (s.stack, s.name))
+
+    def networks(self) -> list[Network]:
+        return sorted((n for n, _ in self._of(objects.NETWORKS, Network)), key=lambda n: n.name)
+
+    def endpoints(self, stack: str | None = None) -> list[Endpoints]:
+        prefix = objects.ENDPOINTS + (f"{stack}/" if stack else "")
+        return [e for e, _ in self._of(prefix, Endpoints)]
 
     def tasks(self, stack: str | None = None, service: str | None = None) -> list[Task]:
         prefix = objects.TASKS

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from shoal.model.cluster import Node, Task
 from shoal.model.errors import Conflict, NotFound
+from shoal.network.allocate import DEFAULT_POOL
 from shoal.server import objects
 from shoal.server.cache import ClusterCache
 from shoal.store import Compare, Op, Store
@@ -37,6 +38,7 @@ class ServerContext:
     clock: Callable[[], float] = time.time
     agent_token: str = ""
     new_id: Callable[[], str] = field(default=new_id)
+    network_pool: str = DEFAULT_POOL
 
     async def commit(self, compares: list[Compare], ops: list[Op], what: str) -> int:
         """Run a guarded write; Raced if someone wrote first. Waits for the cache to see it."""

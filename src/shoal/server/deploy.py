@@ -15,6 +15,7 @@ from shoal.model.cluster import Event, Service, Stack
 from shoal.model.codec import encode
 from shoal.model.compose import ComposeProject
 from shoal.model.compose_service import ServiceSpec
+from shoal.network.deployment import StackNetworking
 from shoal.server import objects
 from shoal.store import Compare, Op, PutOp
 
@@ -122,8 +123,10 @@ def build_commit(
     existing: dict[str, tuple[Service, int]],
     now: float,
     new_id: Any,
+    networking: StackNetworking | None = None,
 ) -> Commit:
     """The compares and writes of a plan; `existing` maps service name → (service, mod_rev)."""
+    networking = networking or StackNetworking()
     compares: list[Compare] = []
     ops: list[Op] = []
     name = the_plan.stack
@@ -144,6 +147,9 @@ def build_commit(
         updated_at=now,
     )
     ops.append(PutOp(skey, encode(new_stack)))
+    for network in networking.create:
+        compares.append(Compare.missing(objects.network_key(network.name)))
+        ops.append(PutOp(objects.network_key(network.name), encode(network)))
     for change in the_plan.services:
         key = objects.service_key(name, change.name)
         current = existing.get(change.name)
@@ -160,6 +166,10 @@ def build_commit(
             ops.append(_event(now, "service", "remove", removed, "removing service"))
             continue
         spec = project.services[change.name]
+        addressing = {
+            "vips": networking.vips.get(change.name, {}),
+            "ports": networking.ports.get(change.name, []),
+        }
         if change.action == "create":
             svc = Service(
                 id=new_id(),
@@ -169,10 +179,11 @@ def build_commit(
                 version=change.version,
                 created_at=now,
                 updated_at=now,
+                **addressing,
             )
         elif change.action == "scale":
             assert current is not None
-            svc = current[0].model_copy(update={"spec": spec, "updated_at": now})
+            svc = current[0].model_copy(update={"spec": spec, "updated_at": now, **addressing})
         else:
             assert current is not None
             svc = current[0].model_copy(
@@ -181,6 +192,7 @@ def build_commit(
                     "version": change.version,
                     "previous_version": current[0].version,
                     "updated_at": now,
+                    **addressing,
                 }
             )
         ops.append(PutOp(key, encode(svc)))

@@ -22,7 +22,7 @@ from shoal.model.cluster import Node, Service, Task, TaskState, TaskStatus
 from shoal.model.codec import encode
 from shoal.model.errors import ShoalError
 from shoal.scheduler import Snapshot, schedule
-from shoal.server import objects
+from shoal.server import netstate, objects
 from shoal.server.context import ServerContext
 from shoal.store import Compare, DeleteOp, Op, PutOp
 
@@ -46,6 +46,7 @@ class Writer:
         self.tasks: dict[str, tuple[str, int]] = {}  # task id → (key, mod_revision)
         self.services: dict[str, tuple[Service, int]] = {}  # service id → (service, rev)
         self.nodes: dict[str, int] = {}  # node id → mod_revision
+        self.addresser = netstate.Addresser(ctx)
         for key, (obj, rev) in ctx.cache.items.items():
             if isinstance(obj, Task):
                 self.tasks[obj.id] = (key, rev)
@@ -61,7 +62,7 @@ class Writer:
             if isinstance(action, A.CreateTask):
                 key = objects.task_key(action.task)
                 compares.append(Compare.missing(key))
-                ops.append(PutOp(key, encode(action.task)))
+                ops.append(PutOp(key, encode(self.addresser.attach(action.task))))
             elif isinstance(action, A.UpdateTask):
                 key = objects.task_key(action.task)
                 known = self.tasks.get(action.task.id)
@@ -130,6 +131,7 @@ async def reconcile_pass(ctx: ServerContext, only: set[str] | None = None) -> in
             written += 1
         await asyncio.sleep(0)  # let API requests in between services
     written += await _finish_removed_stacks(ctx, services)
+    written += await netstate.sync(ctx, cache.services(), only)
     return written
 
 

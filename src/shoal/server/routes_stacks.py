@@ -14,6 +14,7 @@ from shoal.model.codec import decode, encode
 from shoal.model.compose import ComposeProject
 from shoal.model.compose_service import ServiceSpec
 from shoal.model.errors import ComposeError, Conflict, Invalid, NotFound, format_path
+from shoal.network.deployment import plan_stack
 from shoal.server import deploy, objects, status
 from shoal.server.auth import context
 from shoal.server.context import ServerContext
@@ -75,6 +76,15 @@ async def deploy_stack(
         for svc in ctx.cache.services(name):
             existing[svc.name] = (svc, ctx.cache.revision_of(svc))
         the_plan = deploy.plan(name, project, [s for s, _ in existing.values()])
+        networking = plan_stack(
+            name,
+            project.services,
+            json.loads(project.model_dump_json(exclude_none=True)).get("networks", {}),
+            ctx.cache.networks(),
+            ctx.cache.services(),
+            pool=ctx.network_pool,
+            now=ctx.clock(),
+        )
         if request.dry_run:
             return DeployResponse(plan=the_plan.as_dict())
         stack = None
@@ -86,7 +96,9 @@ async def deploy_stack(
                     f"stack {name} is being removed",
                     hint="wait until `shoal ls` no longer lists it",
                 )
-        commit = deploy.build_commit(the_plan, project, stack, existing, ctx.clock(), ctx.new_id)
+        commit = deploy.build_commit(
+            the_plan, project, stack, existing, ctx.clock(), ctx.new_id, networking
+        )
         revision = await ctx.commit(commit.compares, commit.ops, f"stack {name}")
         return DeployResponse(plan=the_plan.as_dict(), revision=revision, applied=True)
 
