@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from shoal.agent import runner
 from shoal.agent.containers import container_spec
 from shoal.agent.images import ImageProvider
+from shoal.agent.networking import NodeNetwork
 from shoal.agent.node import describe
 from shoal.client.http import AsyncClient
 from shoal.model.cluster import Task, TaskState, TaskStatus
@@ -42,6 +43,7 @@ class Agent:
         labels: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         images: ImageProvider | None = None,
+        network: NodeNetwork | None = None,
     ) -> None:
         self.client = client
         self.runtime = runtime
@@ -50,6 +52,7 @@ class Agent:
         self.labels = labels or {}
         self.clock = clock
         self.images = images  # set for runtimes that run images (runc), not for `process`
+        self.network = network  # set where containers get their own network namespaces
         self.node_id = ""
         self.tasks: dict[str, Task] = {}
         self.synced = False  # True once the watch delivered a snapshot
@@ -87,6 +90,8 @@ class Agent:
             tg.create_task(self._heartbeat())
             tg.create_task(self._watch())
             tg.create_task(self._converge_loop())
+            if self.network is not None:
+                tg.create_task(self.network.run())
 
     async def _heartbeat(self) -> None:
         while True:
@@ -146,6 +151,11 @@ class Agent:
             # A rootfs whose container is gone (the agent stopped mid-removal): unmount it.
             for task_id in self.images.mounted() - set(containers) - self.busy:
                 self._in_background(task_id, self.images.release(task_id))
+        if self.synced and self.network is not None:
+            # Plumbing whose container is gone or finished: a crash came between the two.
+            live = {c.id for c in containers.values() if c.status in ("created", "running")}
+            for task_id in set(self.network.attached()) - live - self.busy:
+                self._in_background(task_id, self.network.detach(task_id))
 
     async def _execute(
         self,
@@ -192,6 +202,11 @@ class Agent:
                     await self._send(task, TaskStatus(state=TaskState.PREPARING, message=message))
                     config, rootfs = await self.images.prepare(task)
                     spec = container_spec(task, self.data_dir, config, rootfs)
+                    if self.network is not None and task.networks:
+                        netns, files = await self.network.attach(task)
+                        spec = spec.model_copy(
+                            update={"netns": netns, "files": {**spec.files, **files}}
+                        )
                 else:
                     spec = container_spec(task, self.data_dir)
                 await self._send(task, TaskStatus(state=TaskState.STARTING, message="starting"))
@@ -200,6 +215,8 @@ class Agent:
                 await self._send(task, TaskStatus(state=TaskState.STARTING, message="starting"))
             state = await self.runtime.start(task.id)
         except ValidationError as exc:
+            if self.network is not None:
+                await self.network.detach(task.id)
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             await self._send(
@@ -213,6 +230,8 @@ class Agent:
             )
             return
         except ShoalError as exc:
+            if self.network is not None:
+                await self.network.detach(task.id)
             await self._send(
                 task, TaskStatus(state=TaskState.REJECTED, message="start failed", error=str(exc))
             )
@@ -223,15 +242,22 @@ class Agent:
 
     async def _stop(self, task: Task) -> None:
         state = await self.runtime.stop(task.id)
+        if self.network is not None:
+            await self.network.detach(task.id)
         await self._send(task, self._status(TaskState.SHUTDOWN, state, "stopped"))
 
     async def _remove(self, task_id: str) -> None:
         with contextlib.suppress(NotFound):
             await self.runtime.remove(task_id)
+        if self.network is not None:
+            await self.network.detach(task_id)
         if self.images is not None:
             await self.images.release(task_id)
 
     async def _report(self, task: Task, step: runner.Report, c: ContainerState | None) -> None:
+        if step.state.terminal and self.network is not None and task.id in self.network.attached():
+            # Free the addresses first: once the server reads "finished" it may reuse them.
+            await self.network.detach(task.id)
         status = self._status(step.state, c, step.message)
         status.error = step.error
         if step.exit_code is not None:

@@ -57,6 +57,7 @@ async def run_agent(
     listen: str,
     stop: asyncio.Event,
     labels: dict[str, str] | None = None,
+    dns_upstreams: list[str] | None = None,
 ) -> None:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     runtime = make_runtime(runtime_name, data_dir)
@@ -74,6 +75,13 @@ async def run_agent(
     )
     client = AsyncClient(join, token)
     images = ImageProvider(data_dir) if runtime.name == "runc" else None
+    network = None
+    if runtime.name == "runc":  # containers in their own namespaces: CNI networks and DNS
+        from shoal.agent.networking import NodeNetwork
+
+        network = NodeNetwork(
+            client, data_dir, node_id=lambda: agent.node_id, upstreams=dns_upstreams or ()
+        )
     agent = Agent(
         client,
         runtime,
@@ -81,6 +89,7 @@ async def run_agent(
         addr=f"{host or '127.0.0.1'}:{port}",
         labels=labels,
         images=images,
+        network=network,
     )
     try:
         async with asyncio.TaskGroup() as tg:
@@ -91,4 +100,6 @@ async def run_agent(
             server.should_exit = True
             await http
     finally:
+        if network is not None:
+            await network.close()
         await client.aclose()

@@ -311,12 +311,19 @@ class AsyncClient:
 
     async def watch_tasks(self, node: str) -> AsyncIterator[tuple[str, Any]]:
         """(`snapshot` | `put` | `delete`, data) from the server's task watch for `node`."""
+        async for item in self.watch("/v1/watch/tasks", {"node": node}):
+            yield item
+
+    async def watch_network(self) -> AsyncIterator[tuple[str, Any]]:
+        """(`snapshot` | `put` | `delete`, data): networks and endpoints records."""
+        async for item in self.watch("/v1/watch/network", {}):
+            yield item
+
+    async def watch(self, path: str, params: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
+        """The (event, data) frames of one SSE watch, until the server ends it."""
         try:
             async with self.http.stream(
-                "GET",
-                "/v1/watch/tasks",
-                params={"node": node},
-                timeout=httpx.Timeout(10, read=None),
+                "GET", path, params=params, timeout=httpx.Timeout(10, read=None)
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
