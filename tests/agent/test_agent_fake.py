@@ -142,7 +142,9 @@ def test_an_assigned_task_is_started_and_reported_running(tmp_path: Path) -> Non
             assert task.status.started_at == world.server.clock()
             assert agent.runtime.calls == [("create", assigned.id), ("start", assigned.id)]  # type: ignore[attr-defined]
 
-            # Converged: another pass does nothing, on either side.
+            # Converged: another pass does nothing, on either side (once the server's endpoints
+            # record has caught up with the task now running).
+            await settle(world.server.ctx)
             before = await world.server.ctx.store.current_revision()
             await step(agent, world.server)
             assert await world.server.ctx.store.current_revision() == before

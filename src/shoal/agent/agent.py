@@ -241,6 +241,8 @@ class Agent:
         # an immediate exit is reported by the next converge pass, with its exit code
 
     async def _stop(self, task: Task) -> None:
+        if self.network is not None:
+            await self.network.drain(task.id)
         state = await self.runtime.stop(task.id)
         if self.network is not None:
             await self.network.detach(task.id)

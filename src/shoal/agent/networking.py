@@ -64,6 +64,7 @@ class NodeNetwork:
         self.synced = asyncio.Event()
         self.changed = asyncio.Event()
         self.task_upstreams: dict[str, tuple[str, ...]] = {}  # task address → its `dns:` list
+        self.draining: set[str] = set()  # tasks about to stop: no new connections to them
         self._lock = asyncio.Lock()
 
     # --- the Resolver protocol, delegated to the current zone ----------------------------------
@@ -192,6 +193,13 @@ class NodeNetwork:
         self.changed.set()
         return path, files
 
+    async def drain(self, task_id: str) -> None:
+        """Take the task out of this node's VIP and port rules before it is stopped, so no
+        new connection reaches a process that is going away (the server's record may lag)."""
+        if task_id in self.attached():
+            self.draining.add(task_id)
+            await self.sync()
+
     async def detach(self, task_id: str) -> None:
         """Undo `attach` (idempotent; also for what a crashed agent left half-done)."""
         name = self.netns_name(task_id)
@@ -201,6 +209,7 @@ class NodeNetwork:
             await netns.delete(name)
         shutil.rmtree(self.dir / "files" / task_id, ignore_errors=True)
         (self._records / f"{task_id}.json").unlink(missing_ok=True)
+        self.draining.discard(task_id)
         self.changed.set()
 
     def _write_files(self, task: Task) -> dict[str, str]:
@@ -268,7 +277,7 @@ class NodeNetwork:
         services = []
         published = []
         for record in sorted(self.endpoints.values(), key=lambda e: (e.stack, e.service)):
-            ready = [t for t in record.ready if t.node_id == me]
+            ready = [t for t in record.ready if t.node_id == me and t.id not in self.draining]
             vips = tuple(
                 (local[n].bridge, vip) for n, vip in sorted(record.vips.items()) if n in local
             )

@@ -1,0 +1,290 @@
+"""Networking end to end: real runc containers on CNI bridges, names through shoal's DNS,
+service VIPs, published ports, isolation between networks (one cluster for the module)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shoal.images.content import ContentStore
+from tests.e2e.cluster import Cluster, cluster, free_port, wait_until
+from tests.images.busybox import make_busybox_image
+
+USABLE = (
+    os.geteuid() == 0
+    and all(shutil.which(t) for t in ("runc", "conmon", "busybox", "iptables"))
+    and Path("/usr/lib/cni/bridge").exists()
+)
+pytestmark = pytest.mark.skipif(not USABLE, reason="needs root, runc, conmon, busybox, CNI")
+
+IMAGE = "localhost/test/busybox:1"
+HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p {port} -h /www"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("net")
+    with cluster(root, "up", runtime="runc") as c:
+        make_busybox_image(ContentStore(c.data / "agent" / "images"), IMAGE)
+        yield c
+
+
+def shoal(c: Cluster, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SHOAL_ADDR": c.addr, "SHOAL_DATA_DIR": str(c.data)}
+    env.pop("SHOAL_TOKEN", None)
+    return subprocess.run(
+        [sys.executable, "-m", "shoal", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def deploy(c: Cluster, tmp: Path, name: str, compose: str) -> None:
+    (tmp / f"{name}.yaml").write_text(compose)
+    result = shoal(c, "deploy", "-f", f"{name}.yaml", "--wait", "--timeout", "60", cwd=tmp)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def remove(c: Cluster, name: str) -> None:
+    with c.client() as api:
+        api.remove_stack(name)
+        wait_until(lambda: name not in {s["name"] for s in api.stacks()}, timeout=30)
+
+
+def task_of(c: Cluster, stack: str, service: str) -> Any:
+    with c.client() as api:
+        return next(
+            t for t in api.tasks(stack) if t.service == service and t.status.state == "running"
+        )
+
+
+def run_in(c: Cluster, stack: str, service: str, script: str) -> tuple[int, str]:
+    task = task_of(c, stack, service)
+    with c.client() as api:
+        result = api.exec(task.id, ["sh", "-c", script])
+    return result["exit_code"], result["stdout"] + result["stderr"]
+
+
+def fetch(target: str) -> str:
+    return f"timeout 3 wget -qO- http://{target}/"
+
+
+def test_same_network_by_name_other_network_isolated(node: Cluster, tmp_path: Path) -> None:
+    """The conformance scenarios simple_network and different_networks, with busybox."""
+    deploy(
+        node,
+        tmp_path,
+        "nets",
+        f"""
+name: nets
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "{HTTPD.format(port=8080)}"]
+    networks: [front]
+    deploy: {{update_config: {{monitor: 1s}}}}
+  client:
+    image: {IMAGE}
+    command: [sleep, "300"]
+    networks: [front]
+    deploy: {{update_config: {{monitor: 1s}}}}
+  outsider:
+    image: {IMAGE}
+    command: [sleep, "300"]
+    networks: [back]
+    deploy: {{update_config: {{monitor: 1s}}}}
+networks:
+  front:
+  back:
+""",
+    )
+    try:
+        web = task_of(node, "nets", "web")
+        web_ip = web.networks[0].address
+        for name in ("web:8080", "web.nets:8080", "web.nets.shoal:8080", f"{web_ip}:8080"):
+            code, out = run_in(node, "nets", "client", fetch(name))
+            assert code == 0 and "nets-web-1" in out, (name, out)
+        code, out = run_in(node, "nets", "client", "cat /etc/resolv.conf /etc/hosts")
+        assert "search nets.shoal shoal" in out and "nameserver 10." in out
+        # The outsider cannot resolve web, and cannot reach it by address either.
+        code, out = run_in(node, "nets", "outsider", "nslookup web")
+        assert code != 0 or "NXDOMAIN" in out or "can't find" in out, out
+        code, out = run_in(node, "nets", "outsider", fetch(f"{web_ip}:8080"))
+        assert code != 0, out
+    finally:
+        remove(node, "nets")
+
+
+def test_vip_follows_scaling_without_failed_requests(node: Cluster, tmp_path: Path) -> None:
+    loop = (
+        "while true; do "
+        "if out=$$(timeout 3 wget -qO- http://web:8080/); then echo OK $$out; "
+        "else echo FAIL; fi; sleep 0.05; done"
+    )
+    compose = f"""
+name: scl
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "{HTTPD.format(port=8080)}"]
+    deploy: {{replicas: {{n}}, update_config: {{monitor: 1s}}}}
+  client:
+    image: {IMAGE}
+    command: ["sh", "-c", "{loop}"]
+    deploy: {{update_config: {{monitor: 1s}}}}
+"""
+    deploy(node, tmp_path, "scl", compose.replace("{n}", "1"))
+    try:
+        with node.client() as api:
+            for replicas in (5, 2):
+                api.scale("scl", "web", replicas)
+                wait_until(
+                    lambda n=replicas: (
+                        sum(
+                            1
+                            for t in api.tasks("scl")
+                            if t.service == "web" and t.status.state == "running"
+                        )
+                        == n
+                    ),
+                    timeout=30,
+                )
+                time.sleep(2)
+            client = task_of(node, "scl", "client")
+            lines = [line.text for line in api.logs(client.id)]
+        oks = [line for line in lines if line.startswith("OK")]
+        assert len(oks) > 40, lines[-5:]
+        assert not [line for line in lines if line.startswith("FAIL")], lines
+        served_by = {line.split()[1] for line in oks}
+        assert {f"scl-web-{i}" for i in range(1, 6)} <= served_by, served_by
+    finally:
+        remove(node, "scl")
+
+
+def test_dnsrr_srv_aliases_tasks_and_internal(node: Cluster, tmp_path: Path) -> None:
+    deploy(
+        node,
+        tmp_path,
+        "dns",
+        f"""
+name: dns
+services:
+  db:
+    image: {IMAGE}
+    command: ["sh", "-c", "{HTTPD.format(port=5432)}"]
+    expose: ["5432"]
+    networks:
+      back: {{aliases: [database]}}
+    deploy: {{replicas: 2, endpoint_mode: dnsrr, update_config: {{monitor: 1s}}}}
+  app:
+    image: {IMAGE}
+    command: [sleep, "300"]
+    hostname: appbox
+    networks: [back, front]
+    extra_hosts: ["gateway.test=10.9.9.9"]
+    deploy: {{update_config: {{monitor: 1s}}}}
+networks:
+  back: {{internal: true}}
+  front:
+""",
+    )
+    try:
+        with node.client() as api:
+            db_ips = sorted(
+                t.networks[0].address
+                for t in api.tasks("dns")
+                if t.service == "db" and t.status.state == "running"
+            )
+        for name in ("db", "database", "tasks.db"):
+            code, out = run_in(node, "dns", "app", f"nslookup {name}")
+            assert code == 0 and all(ip in out for ip in db_ips), (name, out)
+        code, out = run_in(node, "dns", "app", "nslookup -type=srv _5432._tcp.db.dns.shoal")
+        assert code == 0 and "5432" in out, out
+        code, out = run_in(node, "dns", "app", "nslookup nothing.dns.shoal")
+        assert "NXDOMAIN" in out or code != 0, out
+        code, out = run_in(node, "dns", "app", "hostname; cat /etc/hosts")
+        assert "appbox" in out and "10.9.9.9\tgateway.test" in out
+        # db is only on the internal network: no default route out of it.
+        code, out = run_in(node, "dns", "db", "ip route")
+        assert "default" not in out, out
+        code, out = run_in(node, "dns", "app", f"{fetch('db:5432')}")
+        assert code == 0 and "dns-db-" in out
+    finally:
+        remove(node, "dns")
+
+
+def test_published_tcp_and_udp_ports_and_clashes(node: Cluster, tmp_path: Path) -> None:
+    tcp, udp = free_port(), free_port()
+    udp_loop = "while true; do nc -u -l -p 9000 -w 1 >> /tmp/got; done"
+    deploy(
+        node,
+        tmp_path,
+        "pub",
+        f"""
+name: pub
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "{HTTPD.format(port=80)}"]
+    ports: ["127.0.0.1:{tcp}:80"]
+    deploy: {{replicas: 2, update_config: {{monitor: 1s}}}}
+  sink:
+    image: {IMAGE}
+    command: ["sh", "-c", "{udp_loop}"]
+    ports: ["{udp}:9000/udp"]
+    deploy: {{update_config: {{monitor: 1s}}}}
+""",
+    )
+    try:
+        seen = set()
+        for _ in range(30):
+            response = httpx.get(f"http://127.0.0.1:{tcp}/", timeout=3)
+            assert response.status_code == 200
+            seen.add(response.text.strip())
+        assert seen == {"pub-web-1", "pub-web-2"}
+
+        def delivered() -> bool:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"ping-udp\n", ("127.0.0.1", udp))
+            time.sleep(0.3)
+            return "ping-udp" in run_in(node, "pub", "sink", "cat /tmp/got 2>/dev/null")[1]
+
+        wait_until(delivered, timeout=15, interval=0.2)
+        # Another stack asking for the same port is refused at deploy, with the owner named.
+        (tmp_path / "clash.yaml").write_text(
+            f"""
+name: clash
+services:
+  web:
+    image: {IMAGE}
+    ports: ["{tcp}:80"]
+"""
+        )
+        result = shoal(node, "deploy", "-f", "clash.yaml", cwd=tmp_path)
+        assert result.returncode != 0
+        assert f"port {tcp}/tcp is already published by pub/web" in result.stderr
+    finally:
+        remove(node, "pub")
+
+
+def test_nothing_is_left_behind(node: Cluster) -> None:
+    """After the stacks above are gone: no netns, no bridge of theirs, no VIP chains."""
+    wait_until(lambda: not list((node.data / "agent" / "net" / "tasks").glob("*.json")), 20)
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for task_file in (node.data / "agent" / "runc").glob("*"):
+        assert f"shoal-{task_file.name}" not in namespaces
+    made = node.data / "agent" / "net" / "bridges.json"
+    wait_until(lambda: not made.exists() or made.read_text().strip() in ("{}", ""), 20)
