@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_STAMP := .venv-apt.stamp
 # Debian packages shoal drives (runtime, networking, peers for benchmarks).
-APT_PACKAGES := make curl busybox-static runc tini conmon golang-github-containers-common docker-registry apache2-utils
+APT_PACKAGES := make curl busybox-static runc tini conmon golang-github-containers-common docker-registry apache2-utils \
+  containernetworking-plugins iptables iproute2 bind9-dnsutils
 
 .PHONY: setup demo test lint typecheck unit bench clean
 
@@ -38,7 +39,7 @@ unit: setup
 
 test: lint unit
 
-BENCH_APT := docker-compose docker.io
+BENCH_APT := docker-compose docker.io dnsperf dnsmasq-base
 
 bench: setup
 	@missing=""; for p in $(BENCH_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -47,6 +48,7 @@ bench: setup
 	$(PY) bench/scheduler.py
 	$(PY) bench/store_ops.py
 	$(PY) bench/api.py
+	$(PY) bench/dns.py
 
 clean:
 	rm -rf $(VENV) $(APT_STAMP) .pytest_cache .mypy_cache .ruff_cache

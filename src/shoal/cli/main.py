@@ -34,6 +34,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "server": ("shoal.cli.daemon", "server", "Run the server alone."),
     "agent": ("shoal.cli.daemon", "agent", "Run an agent that joins a server."),
     "image": ("shoal.cli.image", "image", "Manage images here: import, ls, inspect, tag, rm."),
+    "kv": ("shoal.cli.kv", "kv", "Read, write and watch keys; leases."),
+    "catalog": ("shoal.cli.kv", "catalog", "Discover services: VIPs, ports, task endpoints."),
+    "network": ("shoal.cli.network", "network", "List and inspect networks."),
 }
 
 

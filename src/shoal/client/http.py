@@ -37,6 +37,8 @@ _KINDS: dict[str, type[E.ShoalError]] = {
     "Invalid": E.Invalid,
     "Unauthorized": E.Unauthorized,
     "Unavailable": E.Unavailable,
+    "Forbidden": E.Forbidden,
+    "Gone": E.Gone,
 }
 
 

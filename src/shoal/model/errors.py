@@ -43,6 +43,14 @@ class Unauthorized(ShoalError):
     """Missing or wrong credentials."""
 
 
+class Forbidden(ShoalError):
+    """The credentials are good but do not reach this (a token scoped to one stack)."""
+
+
+class Gone(ShoalError):
+    """What was asked for existed once and is no longer kept (a compacted revision)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     """Where in a Compose file a value was written."""

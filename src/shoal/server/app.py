@@ -7,7 +7,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from shoal import __version__
-from shoal.server import errors, routes_exec, routes_nodes, routes_stacks, routes_tasks
+from shoal.server import (
+    errors,
+    routes_catalog,
+    routes_exec,
+    routes_kv,
+    routes_networks,
+    routes_nodes,
+    routes_stacks,
+    routes_tasks,
+)
 from shoal.server.context import ServerContext
 
 
@@ -34,4 +43,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(routes_nodes.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_exec.router)
+    app.include_router(routes_kv.router)
+    app.include_router(routes_catalog.router)
+    app.include_router(routes_networks.router)
     return app

@@ -18,6 +18,8 @@ from starlette.exceptions import HTTPException
 from shoal.model.errors import (
     ComposeError,
     Conflict,
+    Forbidden,
+    Gone,
     Invalid,
     NotFound,
     ShoalError,
@@ -33,6 +35,8 @@ STATUS: list[tuple[type[ShoalError], int]] = [
     (Conflict, 409),
     (Invalid, 400),
     (Unauthorized, 401),
+    (Forbidden, 403),
+    (Gone, 410),
     (Unavailable, 503),
 ]
 

@@ -252,7 +252,6 @@ async def maintenance(ctx: ServerContext) -> None:
     current = await ctx.store.current_revision()
     if current > KEEP_REVISIONS:
         await ctx.store.compact(current - KEEP_REVISIONS)
-    await ctx.store.expire_leases()
     ctx.cache.gc_specs()
     _trim_heap()
 

@@ -14,6 +14,7 @@ from shoal.server.auth import load_or_create_token
 from shoal.server.cache import ClusterCache
 from shoal.server.context import ServerContext
 from shoal.server.loops import run_loops
+from shoal.store.maintenance import run_maintenance
 from shoal.store.sqlite import SqliteStore
 
 
@@ -50,7 +51,11 @@ async def serve(data_dir: Path, listen: str, stop: asyncio.Event, ready: asyncio
         )
         server = _Server(config)
         async with asyncio.TaskGroup() as tg:
-            background = [tg.create_task(cache.run()), tg.create_task(run_loops(ctx))]
+            background = [
+                tg.create_task(cache.run()),
+                tg.create_task(run_loops(ctx)),
+                tg.create_task(run_maintenance(store)),  # lease expiry, twice a second
+            ]
             http = tg.create_task(server.serve())
 
             async def announce() -> None:

@@ -231,15 +231,6 @@ async def scale_service(
     return await ctx.retrying(attempt)
 
 
-@router.get("/networks", tags=["resources"])
-async def list_networks(ctx: ServerContext = Depends(context)) -> list[dict[str, Any]]:
-    return [
-        {"stack": s.name, "key": key, **(spec or {})}
-        for s in ctx.cache.stacks()
-        for key, spec in s.networks.items()
-    ]
-
-
 @router.get("/volumes", tags=["resources"])
 async def list_volumes(ctx: ServerContext = Depends(context)) -> list[dict[str, Any]]:
     return [

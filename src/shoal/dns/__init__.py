@@ -1,0 +1,1 @@
+"""Container DNS: the wire codec (`codec`), the UDP/TCP server (`server`) and the zone (`zone`)."""
