@@ -203,10 +203,9 @@ class NodeNetwork:
     async def detach(self, task_id: str) -> None:
         """Undo `attach` (idempotent; also for what a crashed agent left half-done)."""
         name = self.netns_name(task_id)
-        present = netns.exists(name)
-        await cni.delete(task_id, netns.path(name) if present else None, self._cni_cache)
-        if present:
-            await netns.delete(name)
+        if netns.exists(name):
+            await netns.delete(name)  # takes the veth pair with it: DEL has less to do
+        await cni.delete(task_id, None, self._cni_cache)
         shutil.rmtree(self.dir / "files" / task_id, ignore_errors=True)
         (self._records / f"{task_id}.json").unlink(missing_ok=True)
         self.draining.discard(task_id)
