@@ -119,6 +119,18 @@ networks:
             assert code == 0 and "nets-web-1" in out, (name, out)
         code, out = run_in(node, "nets", "client", "cat /etc/resolv.conf /etc/hosts")
         assert "search nets.shoal shoal" in out and "nameserver 10." in out
+        # The container reaches the API through its gateway, with a token for its stack only.
+        with node.client() as api:
+            api.request("PUT", "/v1/kv/stacks/nets/greeting", content=b"hello-kv")
+            api.request("PUT", "/v1/kv/stacks/other/secret", content=b"not-yours")
+        get = 'timeout 5 wget -qO- --header "Authorization: Bearer $(cat $SHOAL_TOKEN_FILE)" '
+        code, out = run_in(
+            node, "nets", "client", get + "$SHOAL_ADDR/v1/kv/stacks/nets/greeting?raw=true"
+        )
+        assert code == 0 and out == "hello-kv", out
+        for path in ("/v1/kv/stacks/other/secret", "/v1/stacks"):
+            code, out = run_in(node, "nets", "client", get + f"$SHOAL_ADDR{path}")
+            assert code != 0 and "403" in out, (path, out)
         # The outsider cannot resolve web, and cannot reach it by address either.
         code, out = run_in(node, "nets", "outsider", "nslookup web")
         assert code != 0 or "NXDOMAIN" in out or "can't find" in out, out

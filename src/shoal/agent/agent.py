@@ -203,10 +203,9 @@ class Agent:
                     config, rootfs = await self.images.prepare(task)
                     spec = container_spec(task, self.data_dir, config, rootfs)
                     if self.network is not None and task.networks:
-                        netns, files = await self.network.attach(task)
-                        spec = spec.model_copy(
-                            update={"netns": netns, "files": {**spec.files, **files}}
-                        )
+                        netns, files, env = await self.network.attach(task)
+                        update = {"netns": netns, "files": {**spec.files, **files}}
+                        spec = spec.model_copy(update={**update, "env": {**env, **spec.env}})
                 else:
                     spec = container_spec(task, self.data_dir)
                 await self._send(task, TaskStatus(state=TaskState.STARTING, message="starting"))

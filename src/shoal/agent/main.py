@@ -80,7 +80,11 @@ async def run_agent(
         from shoal.agent.networking import NodeNetwork
 
         network = NodeNetwork(
-            client, data_dir, node_id=lambda: agent.node_id, upstreams=dns_upstreams or ()
+            client,
+            data_dir,
+            node_id=lambda: agent.node_id,
+            token=token,
+            upstreams=dns_upstreams or (),
         )
     agent = Agent(
         client,

@@ -25,6 +25,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from shoal.client.http import AsyncClient
 from shoal.dns.server import DnsServer
@@ -33,11 +34,16 @@ from shoal.model.cluster import Task
 from shoal.model.errors import ShoalError, Unavailable
 from shoal.model.network import DOMAIN, Endpoints, Network
 from shoal.network import cni, firewall, netns
+from shoal.server.auth import scoped_token
 
 log = logging.getLogger(__name__)
 
 SYNC_WAIT = 10.0
 """Seconds `attach` waits for the first snapshot of networks from the server."""
+API_PORT = 7480
+"""Where containers reach shoal's API: this port on their gateway, relayed to the server."""
+TOKEN_PATH = "/run/shoal/token"
+"""The container's token, scoped to its stack's keys, leases and catalog entries."""
 
 
 class NodeNetwork:
@@ -47,16 +53,19 @@ class NodeNetwork:
         data_dir: Path,
         *,
         node_id: Callable[[], str],
+        token: str = "",
         dns_port: int = 53,
+        api_port: int = API_PORT,
         upstreams: Sequence[str] = (),
-        api_ports: Sequence[int] = (),
     ) -> None:
         self.client = client
         self.dir = data_dir / "net"
         self.node_id = node_id
+        self.token = token
         self.dns_port = dns_port
+        self.api_port = api_port
         self.upstreams = tuple(upstreams)
-        self.api_ports = tuple(api_ports)
+        self.relays: dict[str, asyncio.Server] = {}  # gateway → the API relay listening there
         self.networks: dict[str, Network] = {}
         self.endpoints: dict[str, Endpoints] = {}  # store key → record
         self.zone = Zone()
@@ -167,8 +176,9 @@ class NodeNetwork:
     def netns_name(self, task_id: str) -> str:
         return f"shoal-{task_id}"
 
-    async def attach(self, task: Task) -> tuple[str, dict[str, str]]:
-        """Plumb the task's namespace; returns its path and the files to bind into it."""
+    async def attach(self, task: Task) -> tuple[str, dict[str, str], dict[str, str]]:
+        """Plumb the task's namespace; returns its path, the files to bind into it and the
+        environment that tells the workload where shoal's API is."""
         try:
             await asyncio.wait_for(self.synced.wait(), SYNC_WAIT)
         except TimeoutError:
@@ -191,7 +201,9 @@ class NodeNetwork:
         files = self._write_files(task)
         self.task_upstreams.update({a.address: tuple(task.spec.dns or ()) for a in task.networks})
         self.changed.set()
-        return path, files
+        gateway = self.networks[task.networks[0].network].gateway
+        env = {"SHOAL_ADDR": f"http://{gateway}:{self.api_port}", "SHOAL_TOKEN_FILE": TOKEN_PATH}
+        return path, files, env
 
     async def drain(self, task_id: str) -> None:
         """Take the task out of this node's VIP and port rules before it is stopped, so no
@@ -228,7 +240,15 @@ class NodeNetwork:
         (folder / "resolv.conf").write_text(resolv)
         (folder / "hosts").write_text("\n".join(hosts) + "\n")
         (folder / "hostname").write_text(hostname + "\n")
-        return {f"/etc/{name}": str(folder / name) for name in ("resolv.conf", "hosts", "hostname")}
+        files = {
+            f"/etc/{name}": str(folder / name) for name in ("resolv.conf", "hosts", "hostname")
+        }
+        if self.token:
+            token = folder / "token"
+            token.touch(mode=0o600)
+            token.write_text(scoped_token(self.token, task.stack) + "\n")
+            files[TOKEN_PATH] = str(token)
+        return files
 
     # --- the node --------------------------------------------------------------------------------
 
@@ -241,8 +261,15 @@ class NodeNetwork:
         if network.gateway not in self.dns.listening():
             try:
                 await self.dns.listen(network.gateway, self.dns_port)
-            except OSError as exc:
+            except ShoalError as exc:
                 log.warning("DNS cannot listen on %s: %s", network.gateway, exc)
+        if network.gateway not in self.relays and self.token:
+            try:
+                self.relays[network.gateway] = await asyncio.start_server(
+                    self._relay, network.gateway, self.api_port
+                )
+            except OSError as exc:
+                log.warning("API relay cannot listen on %s: %s", network.gateway, exc)
 
     async def sync(self) -> None:
         async with self._lock:
@@ -257,6 +284,9 @@ class NodeNetwork:
                 continue
             if network.gateway in self.dns.listening():
                 await self.dns.unlisten(network.gateway)
+            relay = self.relays.pop(network.gateway, None)
+            if relay is not None:
+                relay.close()
             await cni.remove_bridge(_bridge_net(network))
             del made[bridge]
             self._save_bridges(made)
@@ -266,7 +296,7 @@ class NodeNetwork:
         for network in local.values():
             vips = {e.vips[network.name] for e in self.endpoints.values() if network.name in e.vips}
             await cni.set_vips(network.bridge, vips)
-        await firewall.apply(self._firewall(local), api_ports=self.api_ports)
+        await firewall.apply(self._firewall(local), api_ports=(self.api_port,))
 
     def _firewall(self, local: dict[str, Network]) -> firewall.NodeFirewall:
         me = self.node_id()
@@ -306,7 +336,33 @@ class NodeNetwork:
                 )
         return firewall.NodeFirewall(nets, tuple(services), tuple(published))
 
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Pipe one container connection to the server, bytes as they are: the server checks
+        the (stack-scoped) token, so the relay needs to understand nothing."""
+        target = urlsplit(self.client.addr)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while chunk := await src.read(65536):
+                    dst.write(chunk)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
     async def close(self) -> None:
+        for relay in self.relays.values():
+            relay.close()
+        self.relays.clear()
         await self.dns.close()
 
 
