@@ -26,8 +26,15 @@ echo
 echo
 "$shoal" ps demo --all
 echo
-echo "web answers: $(curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1:18080/ || true)"
-echo "worker says: $("$shoal" logs demo/worker --tail 1 | head -1)"
+echo "web answers on the published port: $(curl -fsS http://127.0.0.1:18080/ || true)"
+for _ in $(seq 1 20); do   # the workers ask http://web/ every 5 s, by name (DNS + VIP)
+  line=$("$shoal" logs demo/worker --tail 1 | grep hello | head -1 || true)
+  [ -n "$line" ] && break
+  sleep 0.5
+done
+echo "a worker says: ${line:-nothing yet}"
+echo
+"$shoal" network ls
 cat <<MSG
 
 shoal is running in the background (API http://$SHOAL_ADDR, data .shoal/).

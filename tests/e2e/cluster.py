@@ -137,6 +137,9 @@ class Cluster:
             for stack in api.stacks():
                 api.remove_stack(stack["name"])
             wait_until(lambda: not api.stacks(), timeout=15)
+        bridges = self.data / "agent" / "net" / "bridges.json"  # the agent's last network sync
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not bridges.exists() or bridges.read_text() == "{}", timeout=10)
         for name in list(self.procs):
             self.stop(name)
         for pid in self.workload_pids():

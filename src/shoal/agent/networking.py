@@ -66,6 +66,7 @@ class NodeNetwork:
         self.api_port = api_port
         self.upstreams = tuple(upstreams)
         self.relays: dict[str, asyncio.Server] = {}  # gateway → the API relay listening there
+        self._rules = True  # shoal's iptables chains may exist (a previous run's, at start)
         self.networks: dict[str, Network] = {}
         self.endpoints: dict[str, Endpoints] = {}  # store key → record
         self.zone = Zone()
@@ -296,7 +297,12 @@ class NodeNetwork:
         for network in local.values():
             vips = {e.vips[network.name] for e in self.endpoints.values() if network.name in e.vips}
             await cni.set_vips(network.bridge, vips)
-        await firewall.apply(self._firewall(local), api_ports=(self.api_port,))
+        if local or needed:
+            await firewall.apply(self._firewall(local), api_ports=(self.api_port,))
+            self._rules = True
+        elif self._rules:  # nothing of ours runs here any more: leave no rule behind
+            await firewall.cleanup()
+            self._rules = False
 
     def _firewall(self, local: dict[str, Network]) -> firewall.NodeFirewall:
         me = self.node_id()
