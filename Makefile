@@ -49,6 +49,7 @@ bench: setup
 	$(PY) bench/store_ops.py
 	$(PY) bench/api.py
 	$(PY) bench/dns.py
+	cd bench && ../$(PY) network.py
 
 clean:
 	rm -rf $(VENV) $(APT_STAMP) .pytest_cache .mypy_cache .ruff_cache
