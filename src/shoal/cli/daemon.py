@@ -72,9 +72,16 @@ data_dir_option = click.option(
 
 
 def node_options(fn: F) -> F:
-    """The options of whatever runs an agent: its runtime and its node labels."""
+    """The options of whatever runs an agent: its runtime, node labels and DNS upstreams."""
     fn = click.option(
         "--label", "labels", multiple=True, help="Node label KEY=VALUE (repeatable)."
+    )(fn)
+    fn = click.option(
+        "--dns-upstream",
+        "dns_upstreams",
+        multiple=True,
+        help="Resolver (IP[:PORT]) for names that are not shoal's, for containers without "
+        "`dns:` (repeatable; default: none — such names get NXDOMAIN).",
     )(fn)
     return click.option(
         "--runtime",
@@ -90,7 +97,12 @@ def node_options(fn: F) -> F:
 @click.option("--agent-listen", default=DEFAULT_AGENT_LISTEN, show_default=True)
 @node_options
 def up(
-    data_dir: str | None, listen: str, agent_listen: str, runtime: str, labels: tuple[str, ...]
+    data_dir: str | None,
+    listen: str,
+    agent_listen: str,
+    runtime: str,
+    labels: tuple[str, ...],
+    dns_upstreams: tuple[str, ...],
 ) -> None:
     """Run a one-node cluster: server and agent in one process (the agent still speaks HTTP).
 
@@ -122,6 +134,7 @@ def up(
                         agent_listen,
                         stop,
                         node_labels,
+                        list(dns_upstreams),
                     )
                 )
         finally:
@@ -152,7 +165,13 @@ def server(data_dir: str | None, listen: str) -> None:
 @click.option("--listen", default=DEFAULT_AGENT_LISTEN, show_default=True, help="Agent API.")
 @node_options
 def agent(
-    join: str, token: str, data_dir: str | None, listen: str, runtime: str, labels: tuple[str, ...]
+    join: str,
+    token: str,
+    data_dir: str | None,
+    listen: str,
+    runtime: str,
+    labels: tuple[str, ...],
+    dns_upstreams: tuple[str, ...],
 ) -> None:
     """Run an agent that joins a server and runs its tasks."""
     from shoal.agent.main import run_agent
@@ -162,7 +181,9 @@ def agent(
 
     async def main(stop: asyncio.Event) -> None:
         address = join if "://" in join else f"http://{join}"
-        await run_agent(address, token, directory, runtime, listen, stop, node_labels)
+        await run_agent(
+            address, token, directory, runtime, listen, stop, node_labels, list(dns_upstreams)
+        )
 
     _run(main)
 
