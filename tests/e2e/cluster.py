@@ -168,6 +168,31 @@ class Cluster:
         for directory in (self.data / "agent" / "rootfs").glob("*"):
             with contextlib.suppress(Exception):
                 release_rootfs(directory)
+        self._clean_network()
+
+    def _clean_network(self) -> None:
+        """What the agent could not tear down (a test killed it): namespaces, bridges, rules."""
+        import asyncio
+        import json
+
+        from shoal.network import firewall, netns
+
+        net = self.data / "agent" / "net"
+        tasks = [p.stem for p in (net / "tasks").glob("*.json")]
+        made = net / "bridges.json"
+        bridges = list(json.loads(made.read_text())) if made.exists() else []
+        if not tasks and not bridges:
+            return
+
+        async def clean() -> None:
+            for task_id in tasks:
+                with contextlib.suppress(Exception):
+                    await netns.delete(f"shoal-{task_id}")
+            for bridge in bridges:
+                subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+            await firewall.cleanup()
+
+        asyncio.run(clean())
 
 
 @contextlib.contextmanager

@@ -71,6 +71,11 @@ def task_of(c: Cluster, stack: str, service: str) -> Any:
         )
 
 
+def task_list(c: Cluster, stack: str) -> list[Any]:
+    with c.client() as api:
+        return api.tasks(stack)
+
+
 def run_in(c: Cluster, stack: str, service: str, script: str) -> tuple[int, str]:
     task = task_of(c, stack, service)
     with c.client() as api:
@@ -322,3 +327,41 @@ def test_nothing_is_left_behind(node: Cluster) -> None:
         assert f"shoal-{task_file.name}" not in namespaces
     made = node.data / "agent" / "net" / "bridges.json"
     wait_until(lambda: not made.exists() or made.read_text().strip() in ("{}", ""), 20)
+
+
+def test_networking_survives_a_crash_of_shoal(tmp_path: Path) -> None:
+    """kill -9 of `shoal up`: the kernel keeps serving published ports and VIPs meanwhile; a new
+    `shoal up` re-adopts the tasks and DNS answers again, with the same addresses."""
+    port = free_port()
+    with cluster(tmp_path, "up", runtime="runc") as c:
+        make_busybox_image(ContentStore(c.data / "agent" / "images"), IMAGE)
+        deploy(
+            c,
+            tmp_path,
+            "crash",
+            f"""
+name: crash
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "{HTTPD.format(port=80)}"]
+    ports: ["127.0.0.1:{port}:80"]
+    deploy: {{update_config: {{monitor: 1s}}}}
+  client:
+    image: {IMAGE}
+    command: [sleep, "300"]
+    deploy: {{update_config: {{monitor: 1s}}}}
+""",
+        )
+        with c.client() as api:
+            before = {t.id: t.networks for t in api.tasks("crash")}
+        c.kill9("up")
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=3).text.strip() == "crash-web-1"
+        c.start_up()
+        wait_until(lambda: run_in(c, "crash", "client", fetch("web"))[0] == 0, timeout=30)
+        code, out = run_in(c, "crash", "client", "nslookup tasks.web")
+        with c.client() as api:
+            after = {t.id: t.networks for t in api.tasks("crash")}
+        web = next(t for t in task_list(c, "crash") if t.service == "web")
+        assert code == 0 and web.networks[0].address in out, out
+        assert after == before
