@@ -152,6 +152,11 @@ def test_replicas_default_to_one_and_scale_counts() -> None:
         "ready": 1,
         "desired": 1,
         "message": "",
+        "previous_version": None,
+        "updated": 1,
+        "stale": 0,
+        "update": None,
+        "failing": [],
     }
 
 

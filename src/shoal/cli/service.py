@@ -1,6 +1,10 @@
-"""`shoal services` and `shoal scale`."""
+"""`shoal services`, `shoal scale`, `shoal update`, `shoal rollback`, `shoal service history`."""
 
 from __future__ import annotations
+
+import sys
+import time
+from typing import Any
 
 import click
 
@@ -59,3 +63,118 @@ def scale(targets: tuple[str, ...]) -> None:
         for stack_name, service_name, replicas in parsed:
             api.scale(stack_name, service_name, replicas)
             click.echo(f"{stack_name}/{service_name} scaled to {replicas}")
+
+
+def _target(value: str) -> tuple[str, str]:
+    stack, slash, service = value.partition("/")
+    if not slash or not stack or not service:
+        fail(f"invalid service {value!r}: expected STACK/SERVICE (e.g. shop/web)")
+    return stack, service
+
+
+def _follow(api: Any, stack: str, service: Any, action: str, timeout: float) -> None:
+    from shoal.cli.progress import wait_for_deploy
+
+    plan = {"services": [{"name": service.name, "action": action, "version": service.version}]}
+    sys.exit(wait_for_deploy(api, stack, plan, timeout, "table", time.time()))
+
+
+@click.command("update")
+@click.argument("target")
+@click.option("--image", help="New image reference.")
+@click.option("--env", "env", multiple=True, help="Set an environment variable KEY=VALUE.")
+@click.option("--resume", is_flag=True, help="Resume a paused update or rollback.")
+@click.option("--force", is_flag=True, help="Roll a new version even if nothing changed.")
+@click.option("--wait", is_flag=True, help="Follow the rollout; exit like `deploy --wait`.")
+@click.option("--timeout", type=float, default=300.0, show_default=True)
+@handle_errors
+def update(
+    target: str,
+    image: str | None,
+    env: tuple[str, ...],
+    resume: bool,
+    force: bool,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Change one service without its Compose file: `shoal update shop/web --image web:2`.
+
+    A new version rolls out with the service's update_config (and rolls back or pauses on
+    failure as it says); `--resume` continues a paused update.
+    """
+    stack, name = _target(target)
+    variables = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"invalid --env {item!r}: expected KEY=VALUE")
+        variables[key] = value
+    if not (image or variables or resume or force):
+        fail("nothing to change: give --image, --env, --resume or --force")
+    body = {"image": image, "env": variables, "resume": resume, "force": force}
+    with client() as api:
+        updated = api.service_update(stack, name, body)
+        verb = "resumed" if resume else f"version {updated.version} rolling out"
+        click.echo(f"{stack}/{name}: {verb}", err=True)
+        if wait:
+            _follow(api, stack, updated, "update", timeout)
+
+
+@click.command("rollback")
+@click.argument("target")
+@click.option("--wait", is_flag=True, help="Follow the rollback until it is done.")
+@click.option("--timeout", type=float, default=300.0, show_default=True)
+@handle_errors
+def rollback(target: str, wait: bool, timeout: float) -> None:
+    """Put a service back on its previous version's spec (rolled with rollback_config)."""
+    stack, name = _target(target)
+    with client() as api:
+        rolled = api.service_rollback(stack, name)
+        click.echo(
+            f"{stack}/{name}: rolling back: version {rolled.version} has the spec that ran "
+            f"before version {rolled.previous_version}",
+            err=True,
+        )
+        if wait:
+            _follow(api, stack, rolled, "rollback", timeout)
+
+
+@click.group("service")
+def service() -> None:
+    """Inspect one service: its version history, update state."""
+
+
+@service.command("history")
+@click.argument("target")
+@output_option
+@handle_errors
+def history(target: str, output: str) -> None:
+    """Every recorded version of a service, newest first, with what changed."""
+    stack, name = _target(target)
+    with client() as api:
+        current = api.service(stack, name)
+        versions = api.request("GET", f"/v1/services/{stack}/{name}/versions")
+    rows = []
+    previous: dict[str, Any] | None = None
+    for entry in versions:
+        spec = entry["spec"]
+        changed = _changed_keys(previous, spec) if previous is not None else ["(first)"]
+        rows.append(
+            {
+                "version": entry["version"],
+                "current": "*" if entry["version"] == current.version else "",
+                "image": spec.get("image", ""),
+                "changed": ", ".join(changed) or "(nothing)",
+                "spec": spec,
+            }
+        )
+        previous = spec
+    rows.reverse()
+    print_rows(rows, ["version", "current", "image", "changed"], output)
+    status = current.update_status
+    if output != "json" and status is not None:
+        click.echo(f"last update: {status.state.value} {status.message}".rstrip())
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -37,35 +37,53 @@ def deploy(
 ) -> None:
     """Create or update a stack from Compose files.
 
-    Exits 0 when the change is accepted (with --wait: when every service converged), 1 on
-    invalid input or a failed service, 2 when --wait times out.
+    With --wait it shows each changed service's progress (updated/total, healthy, failing
+    tasks with their last error and log lines) until the deploy is decided, and exits 0 when
+    every changed service converged and is healthy, 1 when one failed (its update paused or
+    rolled back: the message says which), 2 on bad input (the Compose file, or a request the
+    server refuses), 3 on timeout. `--output json` prints a report for machines: per service
+    the versions before and after, task outcomes, timings and any rollback reason.
     """
     from shoal.compose.loader import LoadOptions, load_project
     from shoal.model.compose import to_compose_dict
+    from shoal.model.errors import Invalid
 
-    loaded = load_project(
-        LoadOptions(
-            files=files,
-            project_name=name,
-            env_files=env_files or None,
-            profiles=profiles or None,
+    started = time.time()
+    try:
+        loaded = load_project(
+            LoadOptions(
+                files=files,
+                project_name=name,
+                env_files=env_files or None,
+                profiles=profiles or None,
+            )
         )
-    )
+    except Invalid as exc:
+        fail(exc, BAD_INPUT)
     for warning in loaded.warnings:
         warn(warning)
     if not dry_run:
         _build_images(loaded.project)
     stack = loaded.project.name or ""
     with client() as api:
-        result = api.deploy(stack, to_compose_dict(loaded.project), dry_run=dry_run)
+        try:
+            result = api.deploy(stack, to_compose_dict(loaded.project), dry_run=dry_run)
+        except Invalid as exc:
+            fail(exc, BAD_INPUT)
         if output == "json" and not wait:
             click.echo(json.dumps(result, indent=2))
             return
-        _print_plan(result["plan"], dry_run)
+        if output != "json":
+            _print_plan(result["plan"], dry_run)
         if dry_run or not wait:
             return
-        code = _wait(api, stack, timeout, output)
+        from shoal.cli.progress import wait_for_deploy
+
+        code = wait_for_deploy(api, stack, result["plan"], timeout, output, started)
     sys.exit(code)
+
+
+BAD_INPUT = 2
 
 
 def _build_images(project: Any) -> None:
@@ -121,37 +139,6 @@ def _print_plan(plan: dict[str, Any], dry_run: bool) -> None:
             click.echo(
                 f"      {change['path']}: {json.dumps(change['old'])} → {json.dumps(change['new'])}"
             )
-
-
-def _wait(api: Any, stack: str, timeout: float, output: str) -> int:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while True:
-        status = api.stack_status(stack)
-        line = "  ".join(
-            f"{s['name']} {s['state']} {s['ready']}/{s['desired']}" for s in status["services"]
-        )
-        if line != last and output != "json":
-            click.echo(f"[{time.strftime('%H:%M:%S')}] {line}", err=True)
-            last = line
-        if status["state"] in ("converged", "failed"):
-            break
-        if time.monotonic() > deadline:
-            status["state"] = "timeout"
-            break
-        time.sleep(0.25)
-    if output == "json":
-        click.echo(json.dumps(status, indent=2))
-    for svc in status["services"]:
-        if svc["state"] == "failed":
-            click.echo(f"error: {stack}/{svc['name']}: {svc['message']}", err=True)
-    if status["state"] == "converged":
-        click.echo(f"stack {stack}: every service converged", err=True)
-        return 0
-    if status["state"] == "timeout":
-        click.echo(f"error: stack {stack}: not converged after {timeout:.0f}s", err=True)
-        return 2
-    return 1
 
 
 @click.command("ls")

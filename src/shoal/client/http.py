@@ -199,6 +199,14 @@ class Client:
         )
         return Service.model_validate(data)
 
+    def service_update(self, stack: str, name: str, body: dict[str, Any]) -> Service:
+        data = self.request("POST", f"/v1/services/{stack}/{name}/update", json=body)
+        return Service.model_validate(data)
+
+    def service_rollback(self, stack: str, name: str) -> Service:
+        data = self.request("POST", f"/v1/services/{stack}/{name}/rollback")
+        return Service.model_validate(data)
+
     def tasks(
         self,
         stack: str | None = None,

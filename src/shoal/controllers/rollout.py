@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from shoal.controllers.updates import config_of
 from shoal.model.cluster import Service, Task, TaskState
 
 Order = Literal["stop-first", "start-first"]
@@ -26,12 +27,11 @@ class UpdatePolicy:
 
 
 def update_policy(service: Service, *, job: bool = False) -> UpdatePolicy:
+    """`update_config`, or `rollback_config` while a rollback rolls."""
     if job:
         # A new job version is a new run: every task of the old one is replaced at once.
         return UpdatePolicy(parallelism=0, delay=0.0, order="stop-first")
-    config = service.spec.deploy.update_config if service.spec.deploy else None
-    if config is None:
-        return UpdatePolicy(parallelism=1, delay=0.0, order="stop-first")
+    config = config_of(service)
     return UpdatePolicy(
         parallelism=1 if config.parallelism is None else config.parallelism,
         delay=config.delay.total_seconds() if config.delay else 0.0,

@@ -113,7 +113,7 @@ def drop_duplicates(plan: Plan, ctx: SlotContext, group: list[Task]) -> None:
     keep: list[Task] = []
     if current:
         keep.append(most_advanced(current))
-        if old and keep[0].status.state != TaskState.RUNNING:
+        if old and not _serving(keep[0]):  # start-first: the old one serves until then
             keep.append(most_advanced(old))
     else:
         finished = [t for t in held if is_settled(t) and t.spec_version >= version]
@@ -129,8 +129,17 @@ def drop_duplicates(plan: Plan, ctx: SlotContext, group: list[Task]) -> None:
             plan.stop(task)
 
 
+def _serving(task: Task) -> bool:
+    """Running and, if it has a health check, healthy: a replacement counts from then on."""
+    return task.status.state == TaskState.RUNNING and task.status.health in ("", "healthy")
+
+
 def roll(plan: Plan, ctx: SlotContext) -> None:
-    """Replace tasks of an older spec version, as many at a time as the update policy allows."""
+    """Replace tasks of an older spec version, as many at a time as the update policy allows;
+    nothing while the update is paused."""
+    update = ctx.service.update_status
+    if update is not None and update.state.paused:
+        return
     version = ctx.service.version
     groups = ctx.groups(plan)
     stale: list[Task] = []
@@ -139,8 +148,7 @@ def roll(plan: Plan, ctx: SlotContext) -> None:
         held = [t for t in groups.get(key, []) if is_held(t)]
         current = [t for t in held if t.spec_version >= version]
         if current:
-            starting = any(is_active(t) and t.status.state != TaskState.RUNNING for t in current)
-            in_flight += starting
+            in_flight += any(is_active(t) and not _serving(t) for t in current)
         elif held:
             stale.append(most_advanced(held))
         else:

@@ -95,6 +95,48 @@ class Stack(Model):
     removing: bool = False
 
 
+class UpdateState(StrEnum):
+    """Where a rolling update of a service stands (Swarm's UpdateStatus states)."""
+
+    UPDATING = "updating"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ROLLBACK_STARTED = "rollback_started"
+    ROLLBACK_PAUSED = "rollback_paused"
+    ROLLBACK_COMPLETED = "rollback_completed"
+
+    @property
+    def rolling_back(self) -> bool:
+        return self.value.startswith("rollback")
+
+    @property
+    def paused(self) -> bool:
+        return self in (UpdateState.PAUSED, UpdateState.ROLLBACK_PAUSED)
+
+
+class UpdateStatus(Model):
+    state: UpdateState
+    from_version: int
+    to_version: int
+    started_at: float = 0.0
+    completed_at: float | None = None
+    message: str = ""  # why it paused or rolled back
+
+
+class AutoscaleState(Model):
+    """What the autoscaler keeps of a service between passes (not part of the Compose spec).
+
+    `min`/`max` override the file's floor and ceiling after `shoal scale` moved them; they hold
+    only while the stack's `updated_at` is still `deployed_at` (a redeploy resets them).
+    `last_change` is when replicas last changed by the autoscaler or `shoal scale` (cooldown).
+    """
+
+    min: int | None = None
+    max: int | None = None
+    deployed_at: float = 0.0
+    last_change: float = 0.0
+
+
 class Service(Model):
     """Desired state of one Compose service; `version` grows with every spec change."""
 
@@ -106,9 +148,11 @@ class Service(Model):
     previous_version: int | None = None
     vips: dict[str, str] = Field(default_factory=dict)  # network → virtual IP (endpoint_mode vip)
     ports: list[PublishedPort] = Field(default_factory=list)  # resolved `ports:` (deploy time)
+    update_status: UpdateStatus | None = None  # the latest rolling update (None: never updated)
     created_at: float = 0.0
     updated_at: float = 0.0
     removing: bool = False
+    autoscale: AutoscaleState | None = None  # x-shoal.autoscale: the autoscaler's own state
 
     @property
     def full_name(self) -> str:
@@ -176,6 +220,15 @@ class PortStatus(Model):
     host_ip: str = ""
 
 
+class HealthResult(Model):
+    """One health probe: when it ran, how it ended (0 passed; -1 timed out), what it said."""
+
+    start: float
+    end: float
+    exit_code: int
+    output: str = ""  # at most 4 KiB, as Docker keeps
+
+
 class TaskStatus(Model):
     state: TaskState = TaskState.NEW
     timestamp: float = 0.0
@@ -188,6 +241,8 @@ class TaskStatus(Model):
     addresses: list[str] = Field(default_factory=list)
     ports: list[PortStatus] = Field(default_factory=list)
     health: str = ""  # "", starting, healthy, unhealthy
+    health_log: list[HealthResult] = Field(default_factory=list)  # the last 5 probes
+    failing_streak: int = 0  # consecutive failed probes (the agent's health monitor)
 
 
 class Task(Model):

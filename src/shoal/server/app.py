@@ -16,6 +16,7 @@ from shoal.server import (
     routes_nodes,
     routes_stacks,
     routes_tasks,
+    routes_updates,
 )
 from shoal.server.context import ServerContext
 
@@ -46,4 +47,5 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(routes_kv.router)
     app.include_router(routes_catalog.router)
     app.include_router(routes_networks.router)
+    app.include_router(routes_updates.router)
     return app

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shoal.model.cluster import Event, Service, Stack
+from shoal.model.cluster import Event, Service, Stack, UpdateState, UpdateStatus
 from shoal.model.codec import encode
 from shoal.model.compose import ComposeProject
 from shoal.model.compose_service import ServiceSpec
@@ -19,7 +19,7 @@ from shoal.network.deployment import StackNetworking
 from shoal.server import objects
 from shoal.store import Compare, Op, PutOp
 
-Action = Literal["create", "update", "scale", "remove", "unchanged"]
+Action = Literal["create", "update", "scale", "resume", "remove", "unchanged"]
 SCALE_ONLY = frozenset({"deploy.replicas", "scale"})
 
 
@@ -102,6 +102,9 @@ def plan(name: str, project: ComposeProject, existing: list[Service]) -> Plan:
             changes.append(ServiceChange(svc_name, "scale", delta, current.version))
         elif delta:
             changes.append(ServiceChange(svc_name, "update", delta, current.version + 1))
+        elif current.update_status is not None and current.update_status.state.paused:
+            # Deploying the same file again resumes a paused update (as `shoal update --resume`).
+            changes.append(ServiceChange(svc_name, "resume", version=current.version))
         else:
             changes.append(ServiceChange(svc_name, "unchanged", version=current.version))
     for svc_name, current in by_name.items():
@@ -163,7 +166,13 @@ def build_commit(
             assert current is not None
             removed = current[0].model_copy(update={"removing": True, "updated_at": now})
             ops.append(PutOp(key, encode(removed)))
-            ops.append(_event(now, "service", "remove", removed, "removing service"))
+            ops.append(service_event(now, "service", "remove", removed, "removing service"))
+            continue
+        if change.action == "resume":
+            assert current is not None
+            resumed = resume(current[0], now)
+            ops.append(PutOp(key, encode(resumed)))
+            ops.append(service_event(now, "service", "resume", resumed, "update resumed"))
             continue
         spec = project.services[change.name]
         addressing = {
@@ -191,6 +200,12 @@ def build_commit(
                     "spec": spec,
                     "version": change.version,
                     "previous_version": current[0].version,
+                    "update_status": UpdateStatus(
+                        state=UpdateState.UPDATING,
+                        from_version=current[0].version,
+                        to_version=change.version,
+                        started_at=now,
+                    ),
                     "updated_at": now,
                     **addressing,
                 }
@@ -198,11 +213,20 @@ def build_commit(
         ops.append(PutOp(key, encode(svc)))
         if change.action != "scale":
             ops.append(PutOp(objects.version_key(name, change.name, change.version), encode(spec)))
-        ops.append(_event(now, "service", change.action, svc, f"version {change.version}"))
+        ops.append(service_event(now, "service", change.action, svc, f"version {change.version}"))
     return Commit(compares, ops)
 
 
-def _event(now: float, kind: str, action: str, svc: Service, message: str) -> PutOp:
+def resume(service: Service, now: float) -> Service:
+    """A paused update (or rollback) going on; its failures so far are forgiven."""
+    update = service.update_status
+    assert update is not None
+    state = UpdateState.ROLLBACK_STARTED if update.state.rolling_back else UpdateState.UPDATING
+    status = update.model_copy(update={"state": state, "started_at": now, "message": ""})
+    return service.model_copy(update={"update_status": status, "updated_at": now})
+
+
+def service_event(now: float, kind: str, action: str, svc: Service, message: str) -> PutOp:
     event = Event(
         time=now,
         type=kind,

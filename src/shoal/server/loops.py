@@ -22,7 +22,7 @@ from shoal.model.cluster import Node, Service, Task, TaskState, TaskStatus
 from shoal.model.codec import encode
 from shoal.model.errors import ShoalError
 from shoal.scheduler import Snapshot, schedule
-from shoal.server import netstate, objects
+from shoal.server import netstate, objects, updates
 from shoal.server.context import ServerContext
 from shoal.store import Compare, DeleteOp, Op, PutOp
 
@@ -131,6 +131,8 @@ async def reconcile_pass(ctx: ServerContext, only: set[str] | None = None) -> in
             written += 1
         await asyncio.sleep(0)  # let API requests in between services
     written += await _finish_removed_stacks(ctx, services)
+    updating = [s for s in cache.services() if only is None or f"{s.stack}/{s.name}" in only]
+    written += await updates.supervise_updates(ctx, updating, by_service)
     written += await netstate.sync(ctx, cache.services(), only)
     return written
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shoal.model.cluster import Service, ServiceMode, Task, TaskState
+from shoal.model.cluster import Service, ServiceMode, Task, TaskState, UpdateState
 
 _FAILED = (TaskState.FAILED, TaskState.REJECTED, TaskState.ORPHANED)
 STABLE_SECONDS = 3.0
@@ -51,8 +51,18 @@ def service_status(service: Service, tasks: list[Task], now: float) -> dict[str,
             else sum(1 for t in current if t.desired_state == TaskState.RUNNING)
         )
     message = ""
+    update = service.update_status
     if service.removing:
         state = "removing"
+    elif update is not None and update.state.paused:
+        state = "failed"
+        message = update.message
+    elif update is not None and update.state == UpdateState.ROLLBACK_COMPLETED:
+        state = "rolled_back"
+        message = f"rolled back (now version {update.to_version}): {update.message}"
+    elif update is not None and update.state == UpdateState.ROLLBACK_STARTED:
+        state = "rolling_back"
+        message = update.message
     elif gave_up:
         state = "failed"
         last = max(gave_up, key=lambda t: t.updated_at)
@@ -67,21 +77,34 @@ def service_status(service: Service, tasks: list[Task], now: float) -> dict[str,
         pending = [t for t in current if t.status.state == TaskState.PENDING and t.pending_reasons]
         if pending:
             message = pending[0].pending_reasons.get("summary", "")
+    failing = sorted(
+        (t for t in current if t.status.state in _FAILED),
+        key=lambda t: t.status.timestamp,
+        reverse=True,
+    )[:3]
     return {
         "name": service.name,
         "version": service.version,
+        "previous_version": service.previous_version,
         "mode": service.mode.value,
         "state": state,
         "ready": ready,
         "desired": desired,
+        "updated": sum(1 for t in current if not t.status.state.terminal),
+        "stale": len(stale),
         "message": message,
+        "update": update.model_dump(mode="json") if update is not None else None,
+        "failing": [
+            {"task": t.id, "name": t.name, "state": t.status.state.value, "error": t.status.error}
+            for t in failing
+        ],
     }
 
 
 def stack_status(services: list[Service], tasks: list[Task], now: float) -> dict[str, Any]:
     rows = [service_status(s, tasks, now) for s in services]
     states = {r["state"] for r in rows}
-    if "failed" in states:
+    if states & {"failed", "rolled_back"}:
         overall = "failed"
     elif states <= {"converged"}:
         overall = "converged"
