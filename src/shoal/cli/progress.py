@@ -77,7 +77,7 @@ def wait_for_deploy(
         rows = {r["name"]: r for r in status["services"] if r["name"] in changes}
         for name, row in sorted(rows.items()):
             line = _line(row, logs)
-            if shown.get(name) != line and output != "json":
+            if shown.get(name) != line:  # stderr: with --output json too (stdout is the report)
                 click.echo(f"[{time.strftime('%H:%M:%S')}] {line}", err=True)
                 shown[name] = line
         states = {r["state"] for r in rows.values()}

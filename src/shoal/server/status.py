@@ -77,8 +77,15 @@ def service_status(service: Service, tasks: list[Task], now: float) -> dict[str,
         pending = [t for t in current if t.status.state == TaskState.PENDING and t.pending_reasons]
         if pending:
             message = pending[0].pending_reasons.get("summary", "")
+    # While (or after) rolling back, the failures that caused it are the interesting ones.
+    culprit = update.from_version if update is not None and update.state.rolling_back else None
     failing = sorted(
-        (t for t in current if t.status.state in _FAILED),
+        (
+            t
+            for t in mine
+            if t.status.state in _FAILED
+            and (t.spec_version >= service.version or t.spec_version == culprit)
+        ),
         key=lambda t: t.status.timestamp,
         reverse=True,
     )[:3]
