@@ -236,3 +236,27 @@ def test_scale_down_stops_the_highest_slot(tmp_path: Path) -> None:
         assert desired[3] != TaskState.RUNNING
 
     run(tmp_path, test)
+
+
+def test_depends_on_holds_tasks_pending_with_the_reason(tmp_path: Path) -> None:
+    async def test(server: Server) -> None:
+        ctx = server.ctx
+        await put_node(ctx)
+        app = {**web(1), "depends_on": {"db": {"condition": "service_healthy"}}}
+        await deploy_project(ctx, "st", project({"web": app, "db": web(1)}))
+        await settle(ctx)
+        by_service = {t.service: t for t in ctx.cache.tasks()}
+        held = by_service["web"]
+        assert held.status.state == TaskState.PENDING and not held.node_id
+        assert held.pending_reasons["depends_on"] == "waiting for db to be healthy"
+        assert by_service["db"].status.state == TaskState.ASSIGNED
+        await report(ctx, by_service["db"], TaskStatus(state=TaskState.RUNNING, health="starting"))
+        await settle(ctx)
+        assert ctx.cache.task(held.id)[0].status.state == TaskState.PENDING  # type: ignore[index]
+        db = ctx.cache.task(by_service["db"].id)[0]  # type: ignore[index]
+        await report(ctx, db, TaskStatus(state=TaskState.RUNNING, health="healthy"))
+        await settle(ctx)
+        placed = ctx.cache.task(held.id)[0]  # type: ignore[index]
+        assert placed.status.state == TaskState.ASSIGNED and placed.pending_reasons == {}
+
+    run(tmp_path, test)

@@ -15,13 +15,14 @@ import logging
 from collections.abc import Iterable
 
 from shoal.controllers import actions as A
+from shoal.controllers.dependencies import unmet
 from shoal.controllers.gc import collect_garbage
 from shoal.controllers.nodes import reconcile_node
 from shoal.controllers.services import reconcile_service
 from shoal.model.cluster import Node, Service, Task, TaskState, TaskStatus
 from shoal.model.codec import encode
 from shoal.model.errors import ShoalError
-from shoal.scheduler import Snapshot, schedule
+from shoal.scheduler import Decision, Snapshot, schedule
 from shoal.server import netstate, objects, updates
 from shoal.server.context import ServerContext
 from shoal.store import Compare, DeleteOp, Op, PutOp
@@ -171,6 +172,29 @@ async def _finish_removed_stacks(ctx: ServerContext, services: list[Service]) ->
     return written
 
 
+def _gated(ctx: ServerContext, pending: list[Task], tasks: list[Task]) -> dict[str, dict[str, str]]:
+    """Pending tasks whose service's `depends_on` is not met yet: task id → pending reasons."""
+    services = {s.id: s for s in ctx.cache.services()}
+    by_stack: dict[str, dict[str, Service]] = {}
+    for svc in services.values():
+        by_stack.setdefault(svc.stack, {})[svc.name] = svc
+    by_service: dict[str, list[Task]] = {}
+    for task in tasks:
+        by_service.setdefault(task.service_id, []).append(task)
+    verdicts: dict[str, str | None] = {}
+    out: dict[str, dict[str, str]] = {}
+    for task in pending:
+        owner = services.get(task.service_id)
+        if owner is None or not owner.spec.depends_on:
+            continue
+        if owner.id not in verdicts:
+            verdicts[owner.id] = unmet(owner, by_stack.get(owner.stack, {}), by_service)
+        reason = verdicts[owner.id]
+        if reason is not None:
+            out[task.id] = {"depends_on": reason, "summary": reason}
+    return out
+
+
 async def schedule_pass(ctx: ServerContext) -> int:
     """Place pending tasks; record why the others stay pending."""
     now = ctx.clock()
@@ -184,9 +208,12 @@ async def schedule_pass(ctx: ServerContext) -> int:
     ]
     if not pending:
         return 0
+    waiting = _gated(ctx, pending, tasks)
+    pending = [t for t in pending if t.id not in waiting]
     occupying = [t for t in tasks if not t.status.state.terminal and t.node_id]
     decisions = schedule(Snapshot(nodes=nodes, tasks=occupying, pending=pending, now=now))
-    by_id = {t.id: t for t in pending}
+    decisions += [Decision(task_id, None, reasons) for task_id, reasons in waiting.items()]
+    by_id = {t.id: t for t in pending} | {t.id: t for t in tasks if t.id in waiting}
     updates: list[A.Action] = []
     for decision in decisions:
         task = by_id[decision.task_id]
