@@ -190,7 +190,9 @@ class Cluster:
                     await netns.delete(f"shoal-{task_id}")
             for bridge in bridges:
                 subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-            await firewall.cleanup()
+            await firewall.cleanup(
+                prefix=firewall.agent_prefix(str((self.data / "agent").resolve()))
+            )
 
         asyncio.run(clean())
 

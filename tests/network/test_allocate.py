@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from shoal.model.errors import Conflict, Invalid, Unavailable
 from shoal.model.network import Network, PublishedPort
 from shoal.network import allocate
 from shoal.network.deployment import attach_task, plan_stack, service_networks
+from shoal.server.netstate import host_routes
 
 
 def net(name: str, subnet: str = "10.213.0.0/24", stack: str = "st", **kw: Any) -> Network:
@@ -209,3 +211,15 @@ def test_service_networks_honour_priority_and_modes() -> None:
     s = spec(networks={"a": None, "b": {"priority": 10}})
     assert [k for k, _ in service_networks("st", s, {})] == ["b", "a"]
     assert service_networks("st", spec(network_mode="host"), {}) == []
+
+
+def test_new_subnets_keep_clear_of_the_hosts_routes(tmp_path: Path) -> None:
+    [made] = allocate.new_networks("st", {"n": {}}, [], avoid=["10.213.0.0/23", "192.0.2.0/24"])
+    assert made.subnet == "10.213.2.0/24"
+    route = tmp_path / "route"
+    route.write_text(
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        "br0\t0000D50A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+    )
+    assert host_routes(str(route)) == ["10.213.0.0/24"]

@@ -67,6 +67,7 @@ class NodeNetwork:
         self.upstreams = tuple(upstreams)
         self.relays: dict[str, asyncio.Server] = {}  # gateway → the API relay listening there
         self._rules = True  # shoal's iptables chains may exist (a previous run's, at start)
+        self.prefix = firewall.agent_prefix(str(data_dir.resolve()))  # this agent's chains
         self.networks: dict[str, Network] = {}
         self.endpoints: dict[str, Endpoints] = {}  # store key → record
         self.zone = Zone()
@@ -199,6 +200,8 @@ class NodeNetwork:
             for i, a in enumerate(task.networks)
         ]
         await cni.add(task.id, path, attachments, self._cni_cache)
+        for attach in attachments:  # a reused address: forget the previous owner's MAC
+            await netns.run("ip", "neigh", "flush", "to", attach.address, "dev", attach.net.bridge)
         files = self._write_files(task)
         self.task_upstreams.update({a.address: tuple(task.spec.dns or ()) for a in task.networks})
         self.changed.set()
@@ -298,10 +301,12 @@ class NodeNetwork:
             vips = {e.vips[network.name] for e in self.endpoints.values() if network.name in e.vips}
             await cni.set_vips(network.bridge, vips)
         if local or needed:
-            await firewall.apply(self._firewall(local), api_ports=(self.api_port,))
+            await firewall.apply(
+                self._firewall(local), api_ports=(self.api_port,), prefix=self.prefix
+            )
             self._rules = True
         elif self._rules:  # nothing of ours runs here any more: leave no rule behind
-            await firewall.cleanup()
+            await firewall.cleanup(prefix=self.prefix)
             self._rules = False
 
     def _firewall(self, local: dict[str, Network]) -> firewall.NodeFirewall:

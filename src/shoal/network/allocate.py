@@ -41,11 +41,14 @@ def new_networks(
     pool: str = DEFAULT_POOL,
     prefix: int = DEFAULT_PREFIX,
     now: float = 0.0,
+    avoid: Iterable[str] = (),
 ) -> list[Network]:
     """The networks a deploy of `stack` must create; `declared` is the normalised Compose
-    `networks:` map. Existing ones keep their subnet; external ones must exist."""
+    `networks:` map. Existing ones keep their subnet; external ones must exist. Subnets are
+    picked clear of `avoid` too (the host's routes: another bridge, a VPN…)."""
     known = {n.name: n for n in existing}
     taken = [ipaddress.IPv4Network(n.subnet) for n in known.values()]
+    routed = [ipaddress.IPv4Network(r) for r in avoid]
     created: list[Network] = []
     for key, raw in sorted(declared.items()):
         spec = raw or {}
@@ -70,7 +73,7 @@ def new_networks(
                     hint="use `external: true` to join it, or give this network another name",
                 )
             continue
-        subnet = _declared_subnet(key, spec) or _free_subnet(pool, prefix, taken)
+        subnet = _declared_subnet(key, spec) or _free_subnet(pool, prefix, taken + routed)
         if _overlaps(subnet, taken):
             raise Conflict(
                 f"network {key!r}: subnet {subnet} overlaps another shoal network",

@@ -63,10 +63,12 @@ def plan_stack(
     *,
     pool: str = allocate.DEFAULT_POOL,
     now: float = 0.0,
+    avoid: Iterable[str] = (),
 ) -> StackNetworking:
-    """`existing`: every service of the cluster (this stack's current ones included)."""
+    """`existing`: every service of the cluster (this stack's current ones included);
+    `avoid`: subnets new networks must not overlap (the host's routes)."""
     existing = list(existing)
-    create = allocate.new_networks(stack, declared, networks, pool=pool, now=now)
+    create = allocate.new_networks(stack, declared, networks, pool=pool, now=now, avoid=avoid)
     by_name = {n.name: n for n in networks} | {n.name: n for n in create}
     mine = {s.name: s for s in existing if s.stack == stack}
     others = [s for s in existing if s.stack != stack and not s.removing]

@@ -360,7 +360,7 @@ def render_cleanup(current: str) -> str:
 
 # --- applying ----------------------------------------------------------------------------------
 
-_applied: dict[str, str] = {}  # table → the section this process restored last
+_applied: dict[tuple[str, str], str] = {}  # (prefix, table) → the section restored last
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
 )
@@ -384,31 +384,51 @@ async def _restore(payload: str) -> None:
         raise ShoalError(f"iptables-restore failed: {done.stderr.strip() or done.stdout.strip()}")
 
 
-async def apply(fw: NodeFirewall, api_ports: Iterable[int] = ()) -> None:
+def _canonical(text: str, prefix: str) -> str:
+    """An iptables-save dump as if this agent's chains were called SHOAL-* (and any chain
+    really called SHOAL-* were someone else's)."""
+    if prefix == "SHOAL":
+        return text
+    return text.replace(PREFIX, "OTHER-" + PREFIX).replace(f"{prefix}-", PREFIX)
+
+
+def _named(payload: str, prefix: str) -> str:
+    return payload if prefix == "SHOAL" else payload.replace(PREFIX, f"{prefix}-")
+
+
+def agent_prefix(identity: str) -> str:
+    """The chain-name prefix of one agent: "SH" + 4 hex digits, so several agents on one
+    machine (tests, a demo) keep their rules apart and iptables' 28-character limit holds."""
+    return "SH" + hashlib.sha256(identity.encode()).hexdigest()[:4]
+
+
+async def apply(fw: NodeFirewall, api_ports: Iterable[int] = (), *, prefix: str = "SHOAL") -> None:
     """Make the node's shoal rules say `fw`, atomically per table; idempotent.
 
     A table is left alone when this process last wrote exactly the same section and the table
     still has that many rules in each shoal chain (restoring costs ~20 ms a table with nft,
     reading ~5 ms); a flush by someone else changes the counts and brings the rules back.
+    Chains are named `<prefix>-…` (default SHOAL-…).
     """
     async with _lock():
-        current = await _save()
+        current = _canonical(await _save(), prefix)
         saved = parse_save(current)
         sections = render_tables(fw, api_ports, current)
         todo = [
             text
             for name, text in sections.items()
-            if _applied.get(name) != text or not _intact(text, saved.get(name, Saved()))
+            if _applied.get((prefix, name)) != text or not _intact(text, saved.get(name, Saved()))
         ]
         if todo:
-            await _restore("".join(todo))
-        _applied.update(sections)
+            await _restore(_named("".join(todo), prefix))
+        _applied.update({(prefix, name): text for name, text in sections.items()})
 
 
-async def cleanup() -> None:
-    """Remove every SHOAL-* chain and every jump to one; safe when there are none."""
+async def cleanup(*, prefix: str = "SHOAL") -> None:
+    """Remove every `<prefix>-*` chain and every jump to one; safe when there are none."""
     async with _lock():
-        _applied.clear()
-        payload = render_cleanup(await _save())
+        for key in [k for k in _applied if k[0] == prefix]:
+            del _applied[key]
+        payload = render_cleanup(_canonical(await _save(), prefix))
         if payload:
-            await _restore(payload)
+            await _restore(_named(payload, prefix))

@@ -5,6 +5,10 @@ writes the store."""
 
 from __future__ import annotations
 
+import socket
+import struct
+from pathlib import Path
+
 from shoal.controllers.endpoints import changed, endpoints_for
 from shoal.model.cluster import Service, Task, TaskState, TaskStatus
 from shoal.model.codec import encode
@@ -16,20 +20,41 @@ from shoal.server.context import ServerContext
 from shoal.store import Compare, DeleteOp, Op, PutOp
 
 
+def host_routes(path: str = "/proc/net/route") -> list[str]:
+    """The IPv4 subnets this machine routes to directly (not the default route), as CIDRs:
+    new networks keep clear of them, as Docker's address pools do."""
+    out = []
+    try:
+        lines = Path(path).read_text().splitlines()[1:]
+    except OSError:
+        return []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8 or fields[1] == "00000000":
+            continue
+        dest = socket.inet_ntoa(struct.pack("<I", int(fields[1], 16)))
+        mask = bin(int(fields[7], 16)).count("1")
+        out.append(f"{dest}/{mask}")
+    return out
+
+
 class Addresser:
     """Gives new tasks their addresses, from one snapshot of the cache (the Writer's)."""
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self._used: set[str] | None = None
+        self._recent: set[str] = set()  # addresses of finished tasks still on record
 
     def used(self) -> set[str]:
+        """Addresses taken: VIPs and live tasks' (`_recent` adds finished tasks' too)."""
         if self._used is None:
             used = {vip for svc in self.ctx.cache.services() for vip in svc.vips.values()}
+            recent: set[str] = set()
             for task in self.ctx.cache.tasks():
-                if not task.status.state.terminal:
-                    used.update(a.address for a in task.networks)
-            self._used = used
+                addresses = {a.address for a in task.networks}
+                (recent if task.status.state.terminal else used).update(addresses)
+            self._used, self._recent = used, recent
         return self._used
 
     def attach(self, task: Task) -> Task:
@@ -39,8 +64,15 @@ class Addresser:
         if not task.spec.networks or task.spec.network_mode:
             return task
         networks = {n.name: n for n in self.ctx.cache.networks()}
+        used = self.used()
         try:
-            attached = attach_task(task, declared, networks, self.used())
+            try:
+                # Prefer addresses no task record mentions: one freed a moment ago, handed out
+                # again at once, meets stale ARP entries for the old container's MAC address.
+                attached = attach_task(task, declared, networks, used | self._recent)
+                used.update(a.address for a in attached)
+            except ShoalError:
+                attached = attach_task(task, declared, networks, used)
         except ShoalError as exc:
             status = TaskStatus(
                 state=TaskState.FAILED,
