@@ -197,6 +197,21 @@ class Cluster:
         asyncio.run(clean())
 
 
+def shoal(c: Cluster, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI against `c` (its address and admin token; stdin is not a terminal)."""
+    env = {**os.environ, "SHOAL_ADDR": c.addr, "SHOAL_DATA_DIR": str(c.data)}
+    env.pop("SHOAL_TOKEN", None)
+    return subprocess.run(
+        [sys.executable, "-m", "shoal", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 @contextlib.contextmanager
 def cluster(root: Path, mode: str = "up", runtime: str = "process") -> Iterator[Cluster]:
     c = Cluster(root, runtime)

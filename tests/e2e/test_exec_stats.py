@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shoal.images.content import ContentStore
-from tests.e2e.cluster import Cluster, cluster
+from tests.e2e.cluster import Cluster, cluster, shoal
 from tests.images.busybox import make_busybox_image
 
 USABLE = os.geteuid() == 0 and all(shutil.which(t) for t in ("runc", "conmon", "busybox"))
@@ -35,19 +33,6 @@ services:
 def runc_node(tmp_path: Path) -> Iterator[Cluster]:
     with cluster(tmp_path, "up", runtime="runc") as c:
         yield c
-
-
-def shoal(c: Cluster, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHOAL_ADDR": c.addr, "SHOAL_DATA_DIR": str(c.data)}
-    env.pop("SHOAL_TOKEN", None)
-    return subprocess.run(
-        [sys.executable, "-m", "shoal", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 @needs_runc
@@ -94,8 +79,8 @@ def test_exec_and_stats(runc_node: Cluster, tmp_path: Path) -> None:
     missing = shoal(runc_node, "exec", "ex/nope", "--", "true")
     assert missing.returncode == 1 and "nope" in missing.stderr
     assert "Traceback" not in missing.stderr
-    interactive = shoal(runc_node, "exec", "-it", "ex/box", "--", "sh")
-    assert interactive.returncode == 1 and "not supported yet" in interactive.stderr
+    interactive = shoal(runc_node, "exec", "-it", "ex/box", "--", "sh")  # stdin is no TTY
+    assert interactive.returncode == 1 and "the input device is not a TTY" in interactive.stderr
     nothing = shoal(runc_node, "stats", "nostack")
     assert nothing.returncode == 1 and "no stack 'nostack'" in nothing.stderr
 

@@ -146,12 +146,13 @@ def terminal(c: Cluster, args: list[str], cols: int = 100, rows: int = 30) -> It
         term.close()
 
 
-def reapers() -> list[int]:
-    """Host processes waiting for an exec (one per open runc exec session)."""
+def reapers(c: Cluster) -> list[int]:
+    """Host processes waiting for an exec of this cluster (one per open runc exec session)."""
     found = []
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
-            if entry.name.isdigit() and b"shoal.runtime.reaper" in (entry / "cmdline").read_bytes():
+            argv = (entry / "cmdline").read_bytes()
+            if b"shoal.runtime.reaper" in argv and str(c.data).encode() in argv:
                 found.append(int(entry.name))
     return found
 
@@ -183,7 +184,7 @@ def test_terminal_size_resize_and_exit_code(runc_stack: Cluster) -> None:
         term.type("echo hi-$((1+2)); exit 7\r")
         assert term.finish() == 7
         assert b"hi-3" in term.output
-    assert reapers() == []
+    assert reapers(runc_stack) == []
 
 
 @needs_runc
@@ -203,6 +204,8 @@ def test_stdin_from_a_pipe_and_separate_stderr(runc_stack: Cluster) -> None:
     )
     assert both.returncode == 3, both.stderr
     assert both.stdout.strip() == "200000" and both.stderr == "err\n"
+    tty_only = shoal(runc_stack, "exec", "-t", "it/box", "sh", "-c", "test -t 0 && echo on-a-tty")
+    assert (tty_only.returncode, tty_only.stdout) == (0, "on-a-tty\n"), tty_only.stderr
     missing = shoal(runc_stack, "exec", "-i", "it/box", "nosuch")
     assert missing.returncode == 127
     assert 'exec: "nosuch": executable file not found in $PATH' in missing.stderr
@@ -237,7 +240,7 @@ def test_killing_the_cli_kills_the_command(runc_stack: Cluster) -> None:
         os.kill(term.proc.pid, signal.SIGKILL)
         term.proc.wait(10)
     wait_until(lambda: sleeping() == "", timeout=10, interval=0.05)
-    wait_until(lambda: reapers() == [], timeout=5, interval=0.05)
+    wait_until(lambda: reapers(runc_stack) == [], timeout=5, interval=0.05)
 
 
 @needs_runc
@@ -247,7 +250,7 @@ def test_escape_keys_end_the_session(runc_stack: Cluster) -> None:
         term.type("\x10\x11")
         assert term.finish() == 0
         assert b"left the session (ctrl-p ctrl-q)" in term.output
-    wait_until(lambda: reapers() == [], timeout=5, interval=0.05)
+    wait_until(lambda: reapers(runc_stack) == [], timeout=5, interval=0.05)
 
 
 def test_process_runtime_terminal_pipes_and_a_lost_agent(split: Cluster, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from shoal.images.content import ContentStore
-from tests.e2e.cluster import Cluster, cluster, free_port, wait_until
+from tests.e2e.cluster import Cluster, cluster, free_port, shoal, wait_until
 from tests.images.busybox import make_busybox_image
 
 USABLE = (
@@ -37,19 +37,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with cluster(root, "up", runtime="runc") as c:
         make_busybox_image(ContentStore(c.data / "agent" / "images"), IMAGE)
         yield c
-
-
-def shoal(c: Cluster, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHOAL_ADDR": c.addr, "SHOAL_DATA_DIR": str(c.data)}
-    env.pop("SHOAL_TOKEN", None)
-    return subprocess.run(
-        [sys.executable, "-m", "shoal", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 def deploy(c: Cluster, tmp: Path, name: str, compose: str) -> None:

@@ -1,5 +1,6 @@
 """The agent's own small HTTP API: what lives on the node and the server proxies to it —
-container logs, exec (one command, output captured) and resource stats."""
+container logs, exec (one command, output captured; or interactive, over a WebSocket: see
+`attach.py`), resource stats, and deleting a named volume's data (`volumes.py`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
+from shoal.agent.attach import exec_options, relay
+from shoal.agent.volumes import delete_endpoint, volumes_root
 from shoal.model.errors import Conflict, Invalid, NotFound, ShoalError, Unavailable
-from shoal.runtime.base import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, Runtime
+from shoal.runtime.base import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, InteractiveExec, Runtime
 from shoal.runtime.cgroups import CgroupStats
 
 EXEC_OUTPUT_LIMIT = 1024 * 1024
@@ -98,7 +102,7 @@ def proc_stats(pid: int) -> CgroupStats:
 
 
 def create_app(runtime: Runtime, token: str) -> Starlette:
-    def authorized(request: Request) -> bool:
+    def authorized(request: HTTPConnection) -> bool:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         return bool(given) and hmac.compare_digest(given.encode(), token.encode())
 
@@ -162,6 +166,36 @@ def create_app(runtime: Runtime, token: str) -> Starlette:
             }
         )
 
+    async def exec_session(websocket: WebSocket) -> None:
+        """`shoal exec -i/-t`: a command with stdin and/or a terminal, relayed over `websocket`;
+        failures to start it are HTTP answers, before the WebSocket is accepted."""
+        if not authorized(websocket):
+            await websocket.send_denial_response(unauthorized())
+            return
+        container_id = websocket.path_params["container_id"]
+        try:
+            options = exec_options(websocket.query_params)
+            await runtime.state(container_id)  # NotFound before "cannot"
+            if not isinstance(runtime, InteractiveExec):
+                raise Invalid(
+                    f"the {runtime.name} runtime cannot run an interactive exec",
+                    hint="use the runc (or process) runtime",
+                )
+            session = await runtime.open_exec(
+                container_id,
+                options.argv,
+                tty=options.tty,
+                stdin=options.stdin,
+                size=options.size,
+            )
+        except ShoalError as exc:
+            await websocket.send_denial_response(_error(exc))
+            return
+        try:
+            await relay(websocket, session)
+        finally:
+            await session.close()
+
     async def stats(request: Request) -> Response:
         if not authorized(request):
             return unauthorized()
@@ -190,6 +224,12 @@ def create_app(runtime: Runtime, token: str) -> Starlette:
             Route("/v1/health", health),
             Route("/v1/containers/{container_id}/logs", logs),
             Route("/v1/containers/{container_id}/exec", exec_, methods=["POST"]),
+            WebSocketRoute("/v1/containers/{container_id}/exec", exec_session),
             Route("/v1/containers/{container_id}/stats", stats),
+            Route(
+                "/v1/volumes/{name}",
+                delete_endpoint(volumes_root(runtime), authorized),
+                methods=["DELETE"],
+            ),
         ]
     )

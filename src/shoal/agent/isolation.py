@@ -1,8 +1,9 @@
 """Compose settings a container runtime enforces: mounts, capabilities, limits, namespaces.
 
 The `process` runtime ignores these (a host process has none of them); image-based runtimes
-(runc) get them as ContainerSpec fields. Named volumes are directories the agent owns
-(`<agent data>/volumes/<name>`), created on first use and kept across task replacements.
+(runc) get them as ContainerSpec fields. Binds and tmpfs mounts are made here; named and
+anonymous volumes are the volumes hook's (`volumes.py`: they need the server's record and the
+image's content), which adds their mounts to the spec.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from shoal.model.cluster import Task
+from shoal.model.compose_mounts import VolumeMount
 from shoal.model.errors import Invalid
+from shoal.model.volume import normalise_tmpfs_options
 from shoal.runtime.base import ContainerMount, ContainerResources
 
-_SIZE_OPTION = "size={}"
+# What runc's rbind gives (Docker's default too); the others need the runtime's support.
+_DEFAULT_PROPAGATION = ("private", "rprivate")
 
 
 def resources(task: Task) -> ContainerResources:
@@ -34,43 +38,64 @@ def resources(task: Task) -> ContainerResources:
     )
 
 
-def mounts(task: Task, volumes_dir: Path) -> tuple[list[ContainerMount], dict[str, str]]:
-    """Binds and named volumes as mounts; tmpfs entries as target → options."""
+def _tmpfs_options(options: str) -> str:
+    try:
+        return normalise_tmpfs_options(options)
+    except ValueError as exc:
+        raise Invalid(f"tmpfs: {exc}") from None
+
+
+def _long_tmpfs(vol: VolumeMount) -> str:
+    options = []
+    if vol.tmpfs and vol.tmpfs.size:
+        options.append(f"size={int(vol.tmpfs.size)}")
+    if vol.tmpfs and vol.tmpfs.mode is not None:
+        options.append(f"mode={vol.tmpfs.mode:o}")
+    return ",".join(options)
+
+
+def _bind(vol: VolumeMount) -> ContainerMount:
+    """A bind of a host path; a missing source is created only with `create_host_path` (the
+    short syntax implies it, as in docker-compose)."""
+    source, target = vol.source or "", vol.target or ""
+    propagation = vol.bind.propagation if vol.bind else None
+    if propagation and propagation not in _DEFAULT_PROPAGATION:
+        raise Invalid(
+            f"bind mount {source}: propagation {propagation} is not supported by this runtime yet",
+            hint="leave it out (rprivate)",
+        )
+    if not os.path.exists(source):
+        if not (vol.bind and vol.bind.create_host_path):
+            raise Invalid(
+                f"bind mount source {source} does not exist",
+                hint="create it or set create_host_path",
+            )
+        Path(source).mkdir(parents=True, exist_ok=True)
+    return ContainerMount(source=source, target=target, read_only=bool(vol.read_only))
+
+
+def mounts(task: Task) -> tuple[list[ContainerMount], dict[str, str]]:
+    """Binds as mounts; tmpfs entries as target → options. Volumes are left to the volumes
+    hook."""
     out: list[ContainerMount] = []
     tmpfs: dict[str, str] = {}
     for entry in task.spec.tmpfs or []:
         target, _, options = entry.partition(":")
-        tmpfs[target] = options
+        tmpfs[target] = _tmpfs_options(options)
     for vol in task.spec.volumes or []:
-        target = vol.target or ""
         if vol.type == "tmpfs":
-            size = vol.tmpfs.size if vol.tmpfs and vol.tmpfs.size else None
-            tmpfs[target] = _SIZE_OPTION.format(size) if size else ""
-            continue
-        if vol.type == "bind":
-            source = vol.source or ""
-            if not os.path.exists(source):
-                create = vol.bind.create_host_path if vol.bind else True
-                if not create:
-                    raise Invalid(
-                        f"bind mount source {source} does not exist",
-                        hint="create it, or set bind.create_host_path: true",
-                    )
-                Path(source).mkdir(parents=True, exist_ok=True)
-        elif vol.type == "volume":
-            name = vol.source or f"anon-{task.id}-{abs(hash(target)) % 10**8}"
-            source = str(volumes_dir / f"{task.stack}_{name}" if vol.source else volumes_dir / name)
-            Path(source).mkdir(parents=True, exist_ok=True)
-        else:
+            tmpfs[vol.target or ""] = _long_tmpfs(vol)
+        elif vol.type == "bind":
+            out.append(_bind(vol))
+        elif vol.type != "volume":
             raise Invalid(f"task {task.name}: volume type {vol.type!r} is not supported yet")
-        out.append(ContainerMount(source=source, target=target, read_only=bool(vol.read_only)))
     return out, tmpfs
 
 
 def isolation(task: Task, data_dir: Path) -> dict[str, Any]:
     """The ContainerSpec fields for an image-based runtime."""
     spec = task.spec
-    mounted, tmpfs = mounts(task, data_dir / "volumes")
+    mounted, tmpfs = mounts(task)
     fields: dict[str, Any] = {
         "read_only": bool(spec.read_only),
         "tmpfs": tmpfs,

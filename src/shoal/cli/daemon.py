@@ -69,6 +69,12 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 data_dir_option = click.option(
     "--data-dir", help="State directory (default /var/lib/shoal as root; $SHOAL_DATA_DIR)."
 )
+secrets_key_option = click.option(
+    "--secrets-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Key that encrypts secrets at rest: 32 bytes (raw, hex or base64), mode 0600 "
+    "(default: <data-dir>/secrets.key, made at first start).",
+)
 
 
 def node_options(fn: F) -> F:
@@ -95,11 +101,13 @@ def node_options(fn: F) -> F:
 @data_dir_option
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="API address.")
 @click.option("--agent-listen", default=DEFAULT_AGENT_LISTEN, show_default=True)
+@secrets_key_option
 @node_options
 def up(
     data_dir: str | None,
     listen: str,
     agent_listen: str,
+    secrets_key_file: Path | None,
     runtime: str,
     labels: tuple[str, ...],
     dns_upstreams: tuple[str, ...],
@@ -121,7 +129,7 @@ def up(
         (directory / "up.pid").write_text(f"{os.getpid()}\n")
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(serve(directory, listen, stop, ready))
+                tg.create_task(serve(directory, listen, stop, ready, secrets_key_file))
                 await ready.wait()
                 token = (directory / "token").read_text().strip()
                 click.echo(f"shoal is up: API http://{listen}, data {directory}", err=True)
@@ -146,14 +154,15 @@ def up(
 @click.command("server")
 @data_dir_option
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="API address.")
-def server(data_dir: str | None, listen: str) -> None:
+@secrets_key_option
+def server(data_dir: str | None, listen: str, secrets_key_file: Path | None) -> None:
     """Run the server alone (API, store, controllers, scheduler)."""
     from shoal.server.main import serve
 
     directory = _data_dir(data_dir)
 
     async def main(stop: asyncio.Event) -> None:
-        await serve(directory, listen, stop, asyncio.Event())
+        await serve(directory, listen, stop, asyncio.Event(), secrets_key_file)
 
     _run(main)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import sys
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 import click
 
@@ -40,28 +44,30 @@ def resolve_task(api: Any, target: str) -> str:
     "exec",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
-@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (not supported yet).")
-@click.option("-t", "--tty", is_flag=True, help="Allocate a terminal (not supported yet).")
+@click.option("-i", "--interactive", is_flag=True, help="Send stdin to the command.")
+@click.option("-t", "--tty", is_flag=True, help="Run the command on a terminal.")
 @click.argument("target")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def exec_(interactive: bool, tty: bool, target: str, command: tuple[str, ...]) -> None:
     """Run COMMAND in a running task and exit with its exit code.
 
     TARGET is a task id (or a unique prefix of one), or STACK/SERVICE for that service's first
-    running task: `shoal exec web/api -- sh -c 'ls /'`. Output is captured, not streamed
-    (up to 1 MiB per stream), and there is no stdin.
+    running task: `shoal exec web/api -- sh -c 'ls /'`. Without -i/-t the output is captured,
+    not streamed (up to 1 MiB per stream), and there is no stdin.
+
+    `shoal exec -it TARGET [-- COMMAND…]` (default `sh`) is a terminal into the task; -i alone
+    streams stdin and output through pipes (`echo data | shoal exec -i web/api cat`). The
+    session ends when the command does; Ctrl-P Ctrl-Q, or ending `shoal exec`, leaves it early
+    and kills the command.
     """
     from shoal.model.errors import Invalid
 
-    if interactive or tty:
-        raise Invalid(
-            "`shoal exec -i/-t` (an interactive terminal) is not supported yet",
-            hint="run a single command without -i/-t: `shoal exec TASK -- sh -c '…'`",
-        )
     argv = list(command)
     if argv[:1] == ["--"]:  # click keeps the separator once arguments stopped being parsed
         argv = argv[1:]
+    if interactive or tty:
+        _interactive(target, argv or ["sh"], interactive, tty)
     if not argv:
         raise Invalid("exec needs a command", hint="shoal exec TASK -- CMD [ARGS…]")
     with client() as api:
@@ -74,6 +80,68 @@ def exec_(interactive: bool, tty: bool, target: str, command: tuple[str, ...]) -
         if result.get(f"{stream}_truncated"):
             click.echo(f"warning: {stream} was cut at 1 MiB", err=True)
     sys.exit(int(result.get("exit_code", 1)))
+
+
+@contextlib.contextmanager
+def raw_terminal(fd: int | None) -> Iterator[None]:
+    """Keys go to the remote terminal as typed (Ctrl-C included); the mode is restored after.
+    TCSANOW: what was typed ahead is kept, not flushed."""
+    if fd is None:
+        yield
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd, termios.TCSANOW)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(termios.error):  # a terminal that hung up has no mode left
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _interactive(target: str, argv: list[str], interactive: bool, tty: bool) -> NoReturn:
+    from shoal.model.errors import Invalid
+
+    stdin_tty = os.isatty(0)
+    if interactive and tty and not stdin_tty:
+        raise Invalid(
+            "the input device is not a TTY",
+            hint="drop -t to pipe input into the command: `… | shoal exec -i TASK CMD`",
+        )
+    terminal = next((fd for fd in (1, 0) if os.isatty(fd)), None) if tty else None
+    size = os.get_terminal_size(terminal) if terminal is not None else None
+    with client() as api:
+        task_id = resolve_task(api, target)
+    code = asyncio.run(_session(task_id, argv, interactive, tty, size, terminal))
+    sys.exit(code)
+
+
+async def _session(
+    task_id: str,
+    argv: list[str],
+    interactive: bool,
+    tty: bool,
+    size: os.terminal_size | None,
+    terminal: int | None,
+) -> int:
+    from shoal.client.stream import ExecStream
+
+    stream = await ExecStream.open(
+        task_id,
+        argv,
+        tty=tty,
+        stdin=interactive,
+        size=(size.columns, size.lines) if size else None,
+    )
+    with raw_terminal(0 if interactive and tty else None):
+        code = await stream.run(
+            stdin=0 if interactive else None, stdout=1, stderr=2, terminal=terminal
+        )
+    if stream.escaped:
+        click.echo("\nleft the session (ctrl-p ctrl-q): the command was ended", err=True)
+    return code
 
 
 def human_bytes(value: int | None) -> str:

@@ -16,7 +16,12 @@ from shoal import __version__
 
 # name → (module, attribute, one-line help shown by `shoal --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "config": ("shoal.cli.config", "config", "Validate a Compose project and print it normalised."),
+    "config": (
+        "shoal.cli.secret",
+        "config",
+        "Validate a Compose project and print it normalised; manage configs.",
+    ),
+    "secret": ("shoal.cli.secret", "secret", "Secrets: create, ls, inspect, rm, rotate-key."),
     "deploy": ("shoal.cli.stack", "deploy", "Create or update a stack from Compose files."),
     "ls": ("shoal.cli.stack", "ls", "List stacks."),
     "rm": ("shoal.cli.stack", "rm", "Remove stacks and their workloads."),
@@ -40,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "kv": ("shoal.cli.kv", "kv", "Read, write and watch keys; leases."),
     "catalog": ("shoal.cli.kv", "catalog", "Discover services: VIPs, ports, task endpoints."),
     "network": ("shoal.cli.network", "network", "List and inspect networks."),
+    "volume": ("shoal.cli.volume", "volume", "List, inspect, remove and prune named volumes."),
 }
 
 

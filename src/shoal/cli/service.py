@@ -10,6 +10,21 @@ import click
 
 from shoal.cli.common import ago, client, handle_errors, output_option, print_rows
 from shoal.cli.output import fail
+from shoal.controllers.autoscale import bounds, read_config
+from shoal.model.cluster import Service
+from shoal.model.errors import Invalid
+
+
+def _autoscale(svc: Service, deployed_at: dict[str, float]) -> str:
+    """`1-5`: the replica range autoscaling keeps (after `shoal scale` moved it), or ""."""
+    try:
+        config = read_config(svc.spec, svc.name)
+    except Invalid:
+        return "invalid"
+    if config is None:
+        return ""
+    low, high = bounds(config, svc.autoscale, deployed_at.get(svc.stack, 0.0))
+    return f"{low}-{high}"
 
 
 @click.command("services")
@@ -21,6 +36,9 @@ def services(stack: str | None, output: str) -> None:
     with client() as api:
         found = api.services(stack)
         tasks = api.tasks(stack, all=True)
+        autoscaled = any(s.spec.extensions.get("x-shoal") for s in found)
+        stacks = api.stacks() if autoscaled else []
+    deployed_at = {s["name"]: float(s.get("updated_at", 0.0)) for s in stacks}
     rows = []
     for svc in found:
         mine = [t for t in tasks if t.service_id == svc.id]
@@ -31,13 +49,15 @@ def services(stack: str | None, output: str) -> None:
                 1 for t in mine if t.status.state == "complete" and t.spec_version == svc.version
             )
             desired += " done"
+        autoscale = _autoscale(svc, deployed_at)
         rows.append(
             {
                 "id": svc.id,
                 "stack": svc.stack,
                 "name": svc.name,
                 "mode": svc.mode.value,
-                "replicas": f"{running}/{desired}",
+                "replicas": f"{running}/{desired}" + (f" (auto {autoscale})" if autoscale else ""),
+                "autoscale": autoscale,
                 "image": svc.spec.image or "(build)",
                 "version": svc.version,
                 "updated": ago(svc.updated_at),

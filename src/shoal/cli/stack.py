@@ -44,9 +44,10 @@ def deploy(
     server refuses), 3 on timeout. `--output json` prints a report for machines: per service
     the versions before and after, task outcomes, timings and any rollback reason.
     """
+    from shoal.cli.volume import check_storage_locally
     from shoal.compose.loader import LoadOptions, load_project
     from shoal.model.compose import to_compose_dict
-    from shoal.model.errors import Invalid
+    from shoal.model.errors import Conflict, Invalid
 
     started = time.time()
     try:
@@ -58,17 +59,25 @@ def deploy(
                 profiles=profiles or None,
             )
         )
+        check_storage_locally(loaded)
     except Invalid as exc:
         fail(exc, BAD_INPUT)
     for warning in loaded.warnings:
         warn(warning)
+    from shoal.cli.secret import read_values, without_values
+
+    try:
+        values = read_values(loaded.project)  # on this machine; sent with the deploy only
+    except Invalid as exc:
+        fail(exc, BAD_INPUT)
     if not dry_run:
         _build_images(loaded.project)
     stack = loaded.project.name or ""
     with client() as api:
         try:
-            result = api.deploy(stack, to_compose_dict(loaded.project), dry_run=dry_run)
-        except Invalid as exc:
+            doc = without_values(to_compose_dict(loaded.project))
+            result = api.deploy(stack, doc, dry_run=dry_run, secrets=values)
+        except (Invalid, Conflict) as exc:  # refused: a name clash counts as bad input too
             fail(exc, BAD_INPUT)
         if output == "json" and not wait:
             click.echo(json.dumps(result, indent=2))
@@ -156,16 +165,25 @@ def ls(output: str) -> None:
 @click.command("rm")
 @click.argument("stacks", nargs=-1, required=True)
 @click.option("--wait", is_flag=True, help="Block until every task is gone.")
+@click.option("--volumes", is_flag=True, help="Also delete the named volumes they own.")
 @handle_errors
-def rm(stacks: tuple[str, ...], wait: bool) -> None:
-    """Remove stacks: stop their tasks and delete their services."""
+def rm(stacks: tuple[str, ...], wait: bool, volumes: bool) -> None:
+    """Remove stacks: stop their tasks and delete their services. Named volumes stay (a
+    redeploy finds their data) unless --volumes: then they go once their tasks are gone."""
+    from shoal.cli.volume import owned_volumes
+
     with client() as api:
         for name in stacks:
-            api.remove_stack(name)
+            if volumes:
+                api.request("DELETE", f"/v1/stacks/{name}", params={"volumes": "true"})
+            else:
+                api.remove_stack(name)
             click.echo(f"removing stack {name}")
         if wait:
             deadline = time.monotonic() + 120
-            while any(s["name"] in stacks for s in api.stacks()):
+            while any(s["name"] in stacks for s in api.stacks()) or (
+                volumes and owned_volumes(api, stacks)
+            ):
                 if time.monotonic() > deadline:
                     fail("stacks still present after 120s")
                 time.sleep(0.25)

@@ -29,6 +29,8 @@ def task_row(task: Task, nodes: dict[str, str]) -> dict[str, Any]:
         "addresses": status.addresses,
         "ports": [p.model_dump() for p in status.ports],
         "health": status.health,
+        "failing_streak": status.failing_streak,
+        "health_log": [r.model_dump() for r in status.health_log],
         "exit_code": status.exit_code,
         "error": status.error,
         "message": status.message,
@@ -42,6 +44,8 @@ def task_row(task: Task, nodes: dict[str, str]) -> dict[str, Any]:
 def _why(row: dict[str, Any]) -> str:
     if row["error"]:
         return str(row["error"])
+    if row["health"] == "unhealthy" and row["health_log"]:
+        return f"health check: {row['health_log'][-1]['output'].strip()}"
     if row["state"] == "pending" and row["pending_reasons"]:
         return "; ".join(f"{k}: {v}" for k, v in row["pending_reasons"].items())
     return str(row["message"] or "")
@@ -62,7 +66,8 @@ def ps(stack: str | None, show_all: bool, output: str) -> None:
     if output == "table":
         for row in rows:
             row["id"] = row["id"][:12]
-            row["state"] = f"{row['state']} {ago(row['updated_at'])}"
+            health = f" ({row['health']})" if row["health"] else ""
+            row["state"] = f"{row['state']}{health} {ago(row['updated_at'])}"
             row["why"] = _why(row)
     print_rows(rows, ["id", "name", "node", "desired_state", "state", "why"], output)
 

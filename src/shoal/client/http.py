@@ -166,8 +166,18 @@ class Client:
         result: dict[str, Any] = self.request("GET", "/v1/health")
         return result
 
-    def deploy(self, stack: str, project: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
-        body = {"project": project, "dry_run": dry_run}
+    def deploy(
+        self,
+        stack: str,
+        project: dict[str, Any],
+        dry_run: bool = False,
+        secrets: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """`secrets`: the values of the project's secrets and configs, `{kind, name, data}`
+        with `data` base64 (read here, on the client: the server never sees the files)."""
+        body: dict[str, Any] = {"project": project, "dry_run": dry_run}
+        if secrets:
+            body["secrets"] = secrets
         result: dict[str, Any] = self.request("POST", f"/v1/stacks/{stack}/deploy", json=body)
         return result
 

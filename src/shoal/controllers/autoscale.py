@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,6 +180,12 @@ def read_config(spec: ServiceSpec, service: str = "") -> AutoscaleConfig | None:
     return parse_config(ext["autoscale"], spec, where)
 
 
+def check_services(services: Mapping[str, ServiceSpec]) -> None:
+    """Invalid for the first service whose `x-shoal.autoscale` is wrong (deploy-time check)."""
+    for name, spec in services.items():
+        read_config(spec, name)
+
+
 def bounds(
     config: AutoscaleConfig, state: AutoscaleState | None, deployed_at: float
 ) -> tuple[int, int]:
@@ -222,7 +228,8 @@ def propose(metric: str, values: Sequence[float], target: float, current: int) -
     missing = base - len(values)
     ratio = mean / target
     if ratio > 1 + TOLERANCE:
-        ratio = total / base / target  # the unmeasured tasks count as idle
+        # The unmeasured tasks count as idle; if that is then below target, hold (no flip).
+        ratio = max(total / base / target, 1.0)
     elif ratio < 1 - TOLERANCE:
         ratio = (total + missing * target) / base / target  # … as exactly on target
     replicas = current

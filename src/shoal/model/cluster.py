@@ -123,6 +123,14 @@ class UpdateStatus(Model):
     message: str = ""  # why it paused or rolled back
 
 
+class SecretRef(Model):
+    """A secret or config a service uses: the cluster object and the version its tasks get."""
+
+    kind: str = "secret"  # secret | config
+    name: str  # the cluster name (`<stack>_<key>` unless the Compose file sets `name:`)
+    version: int
+
+
 class AutoscaleState(Model):
     """What the autoscaler keeps of a service between passes (not part of the Compose spec).
 
@@ -153,6 +161,8 @@ class Service(Model):
     updated_at: float = 0.0
     removing: bool = False
     autoscale: AutoscaleState | None = None  # x-shoal.autoscale: the autoscaler's own state
+    # "secrets.<source>" / "configs.<source>" → what the tasks get (a new version rolls them)
+    secret_versions: dict[str, SecretRef] = Field(default_factory=dict)
 
     @property
     def full_name(self) -> str:

@@ -19,7 +19,7 @@ import builtins
 import re
 import signal as _signal
 from collections.abc import AsyncIterator
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -254,4 +254,68 @@ class Runtime(Protocol):
     async def wait(self, id: str) -> ContainerState:
         """Block until the container has exited (or is lost: `unknown`); returns that state.
         A created container is waited for through its start."""
+        ...
+
+
+class ExecSession(Protocol):
+    """A command started by `InteractiveExec.open_exec` (`exec_session.ExecSession` is one)."""
+
+    tty: bool
+
+    @property
+    def message(self) -> str | None:
+        """Why the command could not start (for stderr; `wait` then gives 126 or 127)."""
+        ...
+
+    @property
+    def has_stdin(self) -> bool: ...
+
+    async def read_output(self) -> bytes:
+        """The next chunk of the terminal's output (or stdout); b"" at its end. Nothing is read
+        ahead: a caller that stops reading stalls the command."""
+        ...
+
+    async def read_errors(self) -> bytes:
+        """The next chunk of stderr; b"" at its end, and at once with a terminal."""
+        ...
+
+    async def write(self, data: bytes) -> bool:
+        """Feed stdin, waiting while it is full; False once it takes no more."""
+        ...
+
+    def close_stdin(self) -> None: ...
+
+    def resize(self, size: tuple[int, int]) -> None:
+        """Set the terminal's (columns, rows); nothing without a terminal."""
+        ...
+
+    async def wait(self) -> int:
+        """The exit code (128+N after signal N)."""
+        ...
+
+    async def close(self) -> None:
+        """Kill whatever of the command still runs, release every fd and file. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class InteractiveExec(Protocol):
+    """What a driver that can run extra commands in a running container adds to `Runtime`
+    (`runc` and `process`; not `fake`): `shoal exec -i/-t` goes through it."""
+
+    async def open_exec(
+        self,
+        id: str,
+        argv: builtins.list[str],
+        *,
+        tty: bool = False,
+        stdin: bool = False,
+        size: tuple[int, int] | None = None,
+    ) -> ExecSession:
+        """Start `argv` in the running container `id`, in its environment, working directory
+        and user. With `tty`, on a new terminal of `size` (columns, rows) that is its stdin,
+        stdout and stderr; else with pipes (stdin only when `stdin`). Returns once it runs, or
+        a session whose `message` says why it could not start. Raises `NotFound` for an
+        unknown id and `Conflict` when the container is not running. The caller must `close`
+        the session: that kills what is left of the command."""
         ...

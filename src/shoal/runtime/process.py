@@ -23,11 +23,22 @@ import signal as _signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import shoal
-from shoal.model.errors import Conflict, NotFound, Unavailable
+from shoal.model.errors import Conflict, Invalid, NotFound, Unavailable
 
-from .base import ContainerSpec, ContainerState, LogLine, Stream, parse_signal
+from .base import (
+    EXIT_CANNOT_EXECUTE,
+    EXIT_NOT_FOUND,
+    ContainerSpec,
+    ContainerState,
+    LogLine,
+    Stream,
+    parse_signal,
+)
+from .console import Size, set_size
+from .exec_session import ExecSession, Pipes
 from .logs import LogReader, Record
 from .monitor import (
     DEFAULT_PATH,
@@ -38,6 +49,7 @@ from .monitor import (
     PID,
     SPEC,
     STARTED,
+    Monitor,
     is_alive,
     proc_stat,
     read_json,
@@ -181,6 +193,41 @@ class ProcessRuntime(StateDirRuntime):
         self._reap_monitor(path)
         await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
 
+    async def open_exec(
+        self,
+        id: str,
+        argv: list[str],
+        *,
+        tty: bool = False,
+        stdin: bool = False,
+        size: Size | None = None,
+    ) -> ExecSession:
+        """Start `argv` next to the running workload, in its environment, working directory and
+        user, in a session of its own: on a new pty (sized before it starts, its controlling
+        terminal through `setsid --ctty`) or with pipes."""
+        if not argv:
+            raise Invalid("exec needs a command")
+        path = self._dir(id)
+        if self._state(path).status != "running":
+            raise Conflict(f"container {id!r} is not running", hint="start it first")
+        spec = self._spec(path)
+        env = {"PATH": DEFAULT_PATH, **({"HOSTNAME": spec.hostname} if spec.hostname else {})}
+        env.update(spec.env)
+        cwd = spec.working_dir or "/"
+        if tty:
+            env.setdefault("TERM", "xterm")
+        problem = _unrunnable(argv[0], env["PATH"], cwd)
+        if problem is not None:
+            return ExecSession.failed(*problem)
+        options = {"env": env, "cwd": cwd, **Monitor(path, None).identity()}
+        try:
+            if tty:
+                return await _exec_tty(argv, size, options)
+            return await _exec_piped(argv, stdin, options)
+        except OSError as exc:  # raced with a change of the command or the directory
+            code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
+            return ExecSession.failed(code, f'exec: "{argv[0]}": {exc.strerror}\n')
+
     def _valid_id(self, id: str) -> bool:
         return bool(_ID.match(id))
 
@@ -245,6 +292,60 @@ class ProcessRuntime(StateDirRuntime):
         except FileNotFoundError:
             return False
         return age > self._start_timeout and not (path / MONITOR_PID).exists()
+
+
+def _unrunnable(command: str, path: str, cwd: str) -> tuple[int, str] | None:
+    """Exit code and message when `command` cannot be started from `cwd`, as a shell says."""
+    if not os.path.isdir(cwd):
+        return EXIT_NOT_FOUND, f"exec: working directory {cwd}: no such directory\n"
+    if "/" in command:
+        found = os.path.join(cwd, command)
+        if not os.path.exists(found):
+            return EXIT_NOT_FOUND, f'exec: "{command}": no such file or directory\n'
+        if not os.access(found, os.X_OK) or os.path.isdir(found):
+            return EXIT_CANNOT_EXECUTE, f'exec: "{command}": permission denied\n'
+        return None
+    if shutil.which(command, path=path) is None:
+        return EXIT_NOT_FOUND, f'exec: "{command}": executable file not found in $PATH\n'
+    return None
+
+
+async def _exec_tty(argv: list[str], size: Size | None, options: dict[str, Any]) -> ExecSession:
+    setsid = shutil.which("setsid", path=DEFAULT_PATH)
+    if setsid is None:
+        raise Unavailable("setsid (util-linux) is not installed", hint="apt-get install util-linux")
+    master, slave = os.openpty()
+    try:
+        if size is not None:
+            set_size(master, size)
+        # Not a group leader, `setsid` makes no fork: the pid is the command's own.
+        proc = await asyncio.create_subprocess_exec(
+            setsid, "--ctty", "--", *argv, stdin=slave, stdout=slave, stderr=slave, **options
+        )
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)  # else the terminal never hangs up: the output would not end
+    return ExecSession(tty=True, waiter=proc, pid=proc.pid, output=master, stdin=master)
+
+
+async def _exec_piped(argv: list[str], stdin: bool, options: dict[str, Any]) -> ExecSession:
+    pipes = Pipes(stdin)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=pipes.child_stdin,
+            stdout=pipes.child_stdout,
+            stderr=pipes.child_stderr,
+            start_new_session=True,
+            **options,
+        )
+        pipes.started()
+    except BaseException:
+        pipes.close()
+        raise
+    return pipes.session(proc, proc.pid)
 
 
 def _stream(value: str) -> Stream:

@@ -25,7 +25,9 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -33,7 +35,9 @@ from pydantic import BaseModel, ConfigDict
 from shoal.model.errors import Conflict, Invalid, NotFound, Unavailable
 
 from . import cgroups
-from .base import ContainerSpec, ContainerState, parse_signal
+from .base import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, ContainerSpec, ContainerState, parse_signal
+from .console import ConsoleSocket, Size
+from .exec_session import ExecSession, Pipes, exec_dir, spawn_detached
 from .kubelog import KubeLogReader
 from .monitor import SPEC, STARTED, is_alive, read_json, start_ticks, write_json_atomic
 from .ocispec import (
@@ -333,6 +337,96 @@ class RuncRuntime(StateDirRuntime):
         rc, out, err = await self._runc("exec", id, *argv)
         return ExecResult(exit_code=rc, stdout=out, stderr=err)
 
+    async def open_exec(
+        self,
+        id: str,
+        argv: builtins.list[str],
+        *,
+        tty: bool = False,
+        stdin: bool = False,
+        size: Size | None = None,
+    ) -> ExecSession:
+        """Start `argv` in the running container, as `exec_in` does, with a terminal (its
+        master comes over a console socket, sized before the command starts) or with pipes.
+
+        runc hands a console over only when it detaches, so `runc exec --detach` runs under
+        the subreaper of `reaper.py`, which waits for the command and exits with its code."""
+        if not argv:
+            raise Invalid("exec needs a command")
+        path = self._dir(id)
+        if self._state(path).status != "running":
+            raise Conflict(f"container {id!r} is not running", hint="start it first")
+        if not self.runc:
+            raise Unavailable("runc is not installed", hint="apt-get install runc")
+        work, remove = exec_dir()
+        try:
+            process = _exec_process(read_json(path / BUNDLE / "config.json"), argv, tty, size)
+            write_json_atomic(work / "process.json", process)
+            command = [self.runc, "--root", str(self.runc_root), "--log", str(work / "runc.log")]
+            command += ["--log-format", "json", "exec", "--detach", "--pid-file", str(work / "pid")]
+            command += ["--process", str(work / "process.json")]
+            if tty:
+                return await self._exec_tty(id, command, work, remove)
+            return await self._exec_piped(id, command, work, remove, stdin)
+        except BaseException:
+            remove()
+            raise
+
+    async def _exec_tty(
+        self, id: str, command: builtins.list[str], work: Path, remove: Callable[[], None]
+    ) -> ExecSession:
+        console = ConsoleSocket(work / "console.sock")
+        try:
+            with open(work / "runc.err", "wb") as err:
+                waiter, pid = await spawn_detached(
+                    [*command, "--console-socket", str(console.path), id],
+                    work / "pid",
+                    stdin=subprocess.DEVNULL,
+                    stdout=err.fileno(),
+                    stderr=err.fileno(),
+                )
+            if pid is None:
+                return ExecSession.failed(*_exec_error(await waiter.wait(), work), on_close=remove)
+            try:
+                master = await console.receive()
+            except BaseException as exc:
+                await ExecSession(tty=True, waiter=waiter, pid=pid).close()
+                if isinstance(exc, TimeoutError | OSError):
+                    raise Unavailable(f"runc exec did not hand over a terminal: {exc}") from None
+                raise
+        finally:
+            console.close()
+        return ExecSession(
+            tty=True, waiter=waiter, pid=pid, output=master, stdin=master, on_close=remove
+        )
+
+    async def _exec_piped(
+        self,
+        id: str,
+        command: builtins.list[str],
+        work: Path,
+        remove: Callable[[], None],
+        stdin: bool,
+    ) -> ExecSession:
+        # The command inherits runc's stdio (and so the waiter's).
+        pipes = Pipes(stdin)
+        try:
+            waiter, pid = await spawn_detached(
+                [*command, id],
+                work / "pid",
+                stdin=pipes.child_stdin,
+                stdout=pipes.child_stdout,
+                stderr=pipes.child_stderr,
+            )
+            pipes.started()
+        except BaseException:
+            pipes.close()
+            raise
+        if pid is None:  # what runc said on stderr is in its log, better worded: dropped
+            pipes.close()
+            return ExecSession.failed(*_exec_error(await waiter.wait(), work), on_close=remove)
+        return pipes.session(waiter, pid, on_close=remove)
+
     async def stats(self, id: str) -> cgroups.CgroupStats:
         """CPU, memory and pids usage of a running container, from its cgroups."""
         path = self._dir(id)
@@ -405,6 +499,48 @@ class RuncRuntime(StateDirRuntime):
                 error = "start was interrupted before the container ran"
                 return ContainerState(**base, status="unknown", error=error)
         return ContainerState(**base, status="created")
+
+
+def _exec_process(
+    config: dict[str, object] | None, argv: builtins.list[str], tty: bool, size: Size | None
+) -> dict[str, object]:
+    """The container's own process (env, user, cwd, capabilities, rlimits) running `argv`:
+    what `runc exec ID ARGV…` would build, plus a terminal of `size` (TERM=xterm, as Docker)."""
+    base = config.get("process") if config else None
+    if not isinstance(base, dict):
+        raise Unavailable("the container's OCI config has no process")
+    process: dict[str, object] = {**base, "args": argv, "terminal": tty}
+    process.pop("consoleSize", None)
+    if tty:
+        env = [str(e) for e in base.get("env", [])]
+        if not any(e.startswith("TERM=") for e in env):
+            process["env"] = [*env, "TERM=xterm"]
+        if size is not None:
+            process["consoleSize"] = {"width": size[0], "height": size[1]}
+    return process
+
+
+def _exec_error(code: int, work: Path) -> tuple[int, str]:
+    """Why `runc exec` failed, from its JSON log: a command that could not start is 127 (not
+    found) or 126 (cannot execute), as in a shell; anything else keeps runc's code."""
+    message = ""
+    with contextlib.suppress(OSError):
+        for line in (work / "runc.log").read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and record.get("level") in ("error", "fatal"):
+                    message = str(record.get("msg", ""))
+    if not message:
+        with contextlib.suppress(OSError):
+            message = (work / "runc.err").read_text(errors="replace").strip()
+    why = message.rpartition("exec failed: ")[2]
+    if "exec: " in why:
+        why = why[why.index("exec: ") :]
+        missing = "not found" in why or "no such file" in why
+        return (EXIT_NOT_FOUND if missing else EXIT_CANNOT_EXECUTE), why + "\n"
+    return code, (
+        f"runc exec failed: {message}" if message else f"runc exec failed ({code})"
+    ) + "\n"
 
 
 def _read_int(path: Path) -> int | None:

@@ -80,6 +80,15 @@ def preset_node(req: Requirements, view: NodeView) -> str | None:
     return None
 
 
+def volumes(req: Requirements, view: NodeView) -> str | None:
+    """A named volume lives on one node: tasks mounting it go there (or nowhere)."""
+    if req.volume_error is not None:
+        return req.volume_error
+    if req.volume_node and view.id != req.volume_node:
+        return f"volume {req.volume_name} lives on node {req.volume_node}"
+    return None
+
+
 def ready(req: Requirements, view: NodeView) -> str | None:
     return None if view.ready else f"node not ready ({view.node.status.state.value})"
 
@@ -137,6 +146,7 @@ def max_replicas(req: Requirements, view: NodeView) -> str | None:
 
 FILTERS: tuple[tuple[str, Filter], ...] = (
     ("node", preset_node),
+    ("volumes", volumes),
     ("ready", ready),
     ("availability", availability),
     ("resources", resources),
@@ -147,7 +157,7 @@ FILTERS: tuple[tuple[str, Filter], ...] = (
     ("max_replicas", max_replicas),
 )
 
-STATIC_FILTERS: tuple[Filter, ...] = (constraints, preferences, platform, runtime)
+STATIC_FILTERS: tuple[Filter, ...] = (volumes, constraints, preferences, platform, runtime)
 """Filters whose answer depends only on the service and the node, not on placements."""
 
 
@@ -194,6 +204,8 @@ def _aggregate(
     req: Requirements, views: Sequence[NodeView], first: dict[str, list[NodeView]]
 ) -> dict[str, str]:
     reasons: dict[str, str] = {}
+    if failed := first.get("volumes"):
+        reasons["volumes"] = str(volumes(req, failed[0]))
     if failed := first.get("ready"):
         reasons["ready"] = f"{_nodes(len(failed))} not ready"
     if failed := first.get("availability"):

@@ -43,6 +43,7 @@ from shoal.scheduler.snapshot import (
     NodeView,
     Requirements,
     Snapshot,
+    VolumeBindings,
     build_views,
     read_requirements,
 )
@@ -181,6 +182,7 @@ def schedule(snapshot: Snapshot, weights: Weights = DEFAULT_WEIGHTS) -> list[Dec
     preset node), tasks within one by (slot, id).
     """
     run = _Pass(snapshot, weights)
+    volumes = VolumeBindings(snapshot.volumes)
     decided: dict[str, Decision] = {}
     reqs: dict[tuple[str, int], Requirements] = {}
     groups: dict[tuple[str, int, str], list[Task]] = defaultdict(list)
@@ -198,14 +200,33 @@ def schedule(snapshot: Snapshot, weights: Weights = DEFAULT_WEIGHTS) -> list[Dec
     for service_id, version, preset in order:
         tasks = groups[(service_id, version, preset)]
         tasks.sort(key=lambda t: (t.slot if t.slot is not None else -1, t.id))
-        req = reqs[(service_id, version)]
+        req = volumes.apply(reqs[(service_id, version)], tasks[0])
         if preset:
             decisions = run.place_preset(_with_preset(req, preset), tasks)
+        elif req.unbound:
+            decisions = _place_binding(run, req, tasks, volumes)
         else:
             decisions = run.place_group(req, tasks)
+        if req.unbound and decisions and decisions[0].node_id:
+            volumes.bind(req, decisions[0].node_id)
         for decision in decisions:
             decided[decision.task_id] = decision
     return [decided[t.id] for t in snapshot.pending]
+
+
+def _place_binding(
+    run: _Pass, req: Requirements, tasks: Sequence[Task], volumes: VolumeBindings
+) -> list[Decision]:
+    """A group mounting volumes that live nowhere yet: the first task picks their node, the
+    others follow it there."""
+    first = run.place_group(req, tasks[:1])
+    node = first[0].node_id
+    if node is None:
+        return first + [Decision(t.id, None, dict(first[0].reasons)) for t in tasks[1:]]
+    volumes.bind(req, node)
+    name = req.volume_name or req.unbound[0]
+    bound = replace(req, volume_node=node, volume_name=name, unbound=())
+    return first + (run.place_group(bound, tasks[1:]) if len(tasks) > 1 else [])
 
 
 def _with_preset(req: Requirements, node_id: str) -> Requirements:

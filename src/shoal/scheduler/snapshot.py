@@ -9,11 +9,12 @@ so placements made earlier in the same call count for later ones.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from shoal.model.cluster import Availability, Node, NodeState, Task
 from shoal.model.compose_service import ServiceSpec
+from shoal.model.volume import named_sources
 
 NANO = 1_000_000_000
 
@@ -27,19 +28,30 @@ def normalise_arch(arch: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class VolumeHome:
+    """Where a named volume lives (`node_id` empty: nowhere yet, the first task picks)."""
+
+    name: str
+    node_id: str = ""
+    removing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """The cluster as the scheduler sees it.
 
     `tasks` holds every task whose desired or actual state is not terminal (they hold resources
     and count for spread); `pending` the tasks to place now (a global task's preset `node_id`
     is the only node it may go to). Pending tasks may also appear in `tasks`: they are not
-    counted as occupying anything.
+    counted as occupying anything. `volumes` maps a stack and a volume key of its `volumes:`
+    to the volume's home (a task using it may only go there).
     """
 
     nodes: Sequence[Node]
     tasks: Sequence[Task]
     pending: Sequence[Task]
     now: float
+    volumes: Mapping[str, Mapping[str, VolumeHome]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +90,10 @@ class Requirements:
     preferences: tuple[str, ...] = ()  # spread descriptors, outermost first
     preference_error: str | None = None
     preset_node: str = ""
+    volume_node: str = ""  # the node where a named volume it mounts lives ("" = any)
+    volume_name: str = ""
+    volume_error: str | None = None  # its volumes cannot be had together (or are going away)
+    unbound: tuple[str, ...] = ()  # volumes with no node yet: the first placement picks it
 
     @property
     def static_key(self) -> tuple[object, ...]:
@@ -89,6 +105,8 @@ class Requirements:
             self.platform_os,
             self.platform_arch,
             self.runtime,
+            self.volume_node,
+            self.volume_error,
         )
 
 
@@ -263,3 +281,42 @@ def read_requirements(service_id: str, spec: ServiceSpec) -> Requirements:
         preferences=tuple(preferences),
         preference_error=preference_error,
     )
+
+
+class VolumeBindings:
+    """The homes of named volumes during one pass: the snapshot's, plus the nodes picked in
+    this pass for volumes that had none (so every task using one lands on the same node)."""
+
+    def __init__(self, volumes: Mapping[str, Mapping[str, VolumeHome]]) -> None:
+        self.volumes = volumes
+        self.bound: dict[str, str] = {}
+
+    def apply(self, req: Requirements, task: Task) -> Requirements:
+        """`req` with the volume fields of `task` (every task of a group shares them)."""
+        keys = named_sources(task.spec)
+        declared = self.volumes.get(task.stack)
+        if not keys or not declared:
+            return req
+        nodes: dict[str, str] = {}  # node → first volume living there
+        unbound: list[str] = []
+        for key in keys:
+            home = declared.get(key)
+            if home is None:
+                continue  # no record: nothing to honour
+            if home.removing:
+                return replace(req, volume_error=f"volume {home.name} is being removed")
+            node = home.node_id or self.bound.get(home.name, "")
+            if node:
+                nodes.setdefault(node, home.name)
+            elif home.name not in unbound:
+                unbound.append(home.name)
+        if len(nodes) > 1:
+            where = ", ".join(f"{name} on node {node}" for node, name in sorted(nodes.items()))
+            return replace(req, volume_error=f"its volumes live on different nodes ({where})")
+        node, name = next(iter(nodes.items()), ("", ""))
+        return replace(req, volume_node=node, volume_name=name, unbound=tuple(unbound))
+
+    def bind(self, req: Requirements, node_id: str) -> None:
+        """`req`'s volumes without a home now live on `node_id` (for the rest of the pass)."""
+        for name in req.unbound:
+            self.bound.setdefault(name, node_id)

@@ -14,9 +14,11 @@ from shoal.server import (
     routes_kv,
     routes_networks,
     routes_nodes,
+    routes_secrets,
     routes_stacks,
     routes_tasks,
     routes_updates,
+    routes_volumes,
 )
 from shoal.server.context import ServerContext
 
@@ -48,4 +50,6 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(routes_catalog.router)
     app.include_router(routes_networks.router)
     app.include_router(routes_updates.router)
+    app.include_router(routes_secrets.router)
+    app.include_router(routes_volumes.router)
     return app

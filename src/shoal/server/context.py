@@ -12,6 +12,7 @@ from typing import TypeVar
 from shoal.model.cluster import Node, Task
 from shoal.model.errors import Conflict, NotFound
 from shoal.network.allocate import DEFAULT_POOL
+from shoal.secrets.crypto import SecretKeys
 from shoal.server import objects
 from shoal.server.cache import ClusterCache
 from shoal.store import Compare, Op, Store
@@ -39,6 +40,13 @@ class ServerContext:
     agent_token: str = ""
     new_id: Callable[[], str] = field(default=new_id)
     network_pool: str = DEFAULT_POOL
+    secret_keys: SecretKeys | None = None  # the secrets key (`serve` loads it at start)
+
+    def secrets_keys(self) -> SecretKeys:
+        """The secrets key; a context made without one uses (or makes) the data dir's."""
+        if self.secret_keys is None:
+            self.secret_keys = SecretKeys.open(self.data_dir)
+        return self.secret_keys
 
     async def commit(self, compares: list[Compare], ops: list[Op], what: str) -> int:
         """Run a guarded write; Raced if someone wrote first. Waits for the cache to see it."""

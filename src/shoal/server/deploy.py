@@ -11,11 +11,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shoal.model.cluster import Event, Service, Stack, UpdateState, UpdateStatus
+from shoal.model.cluster import Event, SecretRef, Service, Stack, UpdateState, UpdateStatus
 from shoal.model.codec import encode
 from shoal.model.compose import ComposeProject
 from shoal.model.compose_service import ServiceSpec
 from shoal.network.deployment import StackNetworking
+from shoal.secrets.deploying import ref_changes
 from shoal.server import objects
 from shoal.store import Compare, Op, PutOp
 
@@ -88,7 +89,13 @@ def diff(old: ServiceSpec, new: ServiceSpec) -> list[FieldChange]:
     ]
 
 
-def plan(name: str, project: ComposeProject, existing: list[Service]) -> Plan:
+def plan(
+    name: str,
+    project: ComposeProject,
+    existing: list[Service],
+    secret_refs: dict[str, dict[str, SecretRef]] | None = None,
+) -> Plan:
+    """`secret_refs`: per service, the secret/config versions it is to use (None: as now)."""
     by_name = {s.name: s for s in existing}
     changes: list[ServiceChange] = []
     for svc_name, spec in project.services.items():
@@ -97,6 +104,8 @@ def plan(name: str, project: ComposeProject, existing: list[Service]) -> Plan:
             changes.append(ServiceChange(svc_name, "create", version=1))
             continue
         delta = diff(current.spec, spec)
+        refs = current.secret_versions if secret_refs is None else secret_refs.get(svc_name, {})
+        delta += [FieldChange(*c) for c in ref_changes(current.secret_versions, refs)]
         if delta and all(c.path in SCALE_ONLY for c in delta):
             # Like `shoal scale`: more or fewer tasks, none of the running ones replaced.
             changes.append(ServiceChange(svc_name, "scale", delta, current.version))
@@ -127,6 +136,7 @@ def build_commit(
     now: float,
     new_id: Any,
     networking: StackNetworking | None = None,
+    secret_refs: dict[str, dict[str, SecretRef]] | None = None,
 ) -> Commit:
     """The compares and writes of a plan; `existing` maps service name → (service, mod_rev)."""
     networking = networking or StackNetworking()
@@ -179,6 +189,8 @@ def build_commit(
             "vips": networking.vips.get(change.name, {}),
             "ports": networking.ports.get(change.name, []),
         }
+        if secret_refs is not None:
+            addressing["secret_versions"] = secret_refs.get(change.name, {})
         if change.action == "create":
             svc = Service(
                 id=new_id(),

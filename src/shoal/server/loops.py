@@ -23,7 +23,7 @@ from shoal.model.cluster import Node, Service, Task, TaskState, TaskStatus
 from shoal.model.codec import encode
 from shoal.model.errors import ShoalError
 from shoal.scheduler import Decision, Snapshot, schedule
-from shoal.server import netstate, objects, updates
+from shoal.server import netstate, objects, updates, volumestate
 from shoal.server.context import ServerContext
 from shoal.store import Compare, DeleteOp, Op, PutOp
 
@@ -132,6 +132,8 @@ async def reconcile_pass(ctx: ServerContext, only: set[str] | None = None) -> in
             written += 1
         await asyncio.sleep(0)  # let API requests in between services
     written += await _finish_removed_stacks(ctx, services)
+    if only is None:
+        written += await volumestate.sweep(ctx)  # volumes marked by `shoal rm --volumes`
     updating = [s for s in cache.services() if only is None or f"{s.stack}/{s.name}" in only]
     written += await updates.supervise_updates(ctx, updating, by_service)
     written += await netstate.sync(ctx, cache.services(), only)
@@ -211,7 +213,9 @@ async def schedule_pass(ctx: ServerContext) -> int:
     waiting = _gated(ctx, pending, tasks)
     pending = [t for t in pending if t.id not in waiting]
     occupying = [t for t in tasks if not t.status.state.terminal and t.node_id]
-    decisions = schedule(Snapshot(nodes=nodes, tasks=occupying, pending=pending, now=now))
+    homes = volumestate.homes(ctx)
+    snapshot = Snapshot(nodes=nodes, tasks=occupying, pending=pending, now=now, volumes=homes)
+    decisions = await volumestate.claim(ctx, schedule(snapshot), pending, homes)
     decisions += [Decision(task_id, None, reasons) for task_id, reasons in waiting.items()]
     by_id = {t.id: t for t in pending} | {t.id: t for t in tasks if t.id in waiting}
     updates: list[A.Action] = []

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import uvicorn
 
+from shoal.secrets import store as secret_store
+from shoal.secrets.crypto import SecretKeys
 from shoal.server.app import create_app
 from shoal.server.auth import load_or_create_token
+from shoal.server.autoscaler import run_autoscaler
 from shoal.server.cache import ClusterCache
 from shoal.server.context import ServerContext
 from shoal.server.loops import run_loops
@@ -31,14 +34,25 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-async def serve(data_dir: Path, listen: str, stop: asyncio.Event, ready: asyncio.Event) -> None:
-    """Serve until `stop` is set; `ready` is set once /v1/health answers."""
+async def serve(
+    data_dir: Path,
+    listen: str,
+    stop: asyncio.Event,
+    ready: asyncio.Event,
+    secrets_key_file: Path | None = None,
+) -> None:
+    """Serve until `stop` is set; `ready` is set once /v1/health answers. The secrets key is
+    `secrets_key_file`, else `<data_dir>/secrets.key` (made at first start)."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = load_or_create_token(data_dir)
+    keys = SecretKeys.open(data_dir, secrets_key_file)
     async with SqliteStore.open(data_dir / "state.db") as store:
         cache = ClusterCache(store)
         await cache.load()
-        ctx = ServerContext(store=store, cache=cache, token=token, data_dir=data_dir)
+        await secret_store.startup(store, keys)
+        ctx = ServerContext(
+            store=store, cache=cache, token=token, data_dir=data_dir, secret_keys=keys
+        )
         host, port = split_listen(listen)
         config = uvicorn.Config(
             create_app(ctx),
@@ -54,6 +68,7 @@ async def serve(data_dir: Path, listen: str, stop: asyncio.Event, ready: asyncio
             background = [
                 tg.create_task(cache.run()),
                 tg.create_task(run_loops(ctx)),
+                tg.create_task(run_autoscaler(ctx)),  # x-shoal.autoscale
                 tg.create_task(run_maintenance(store)),  # lease expiry, twice a second
             ]
             http = tg.create_task(server.serve())

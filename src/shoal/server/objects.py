@@ -10,6 +10,7 @@ Keys (values are the models' compact JSON):
   /networks/<name>                     Network (name = "<stack>_<network>")
   /endpoints/<stack>/<service>         Endpoints (derived: written by the endpoints controller)
   /kv/<key>                            the users' key/value space (`/v1/kv/<key>`)
+  /volumes/<name>                      Volume (a named volume and the node it lives on)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from shoal.model.cluster import Event, Node, Service, Stack, Task
 from shoal.model.codec import decode, encode
 from shoal.model.compose_service import ServiceSpec
 from shoal.model.network import Endpoints, Network
+from shoal.model.volume import Volume
 from shoal.store import KeyValue, PutOp
 
 M = TypeVar("M", bound=BaseModel)
@@ -37,6 +39,7 @@ EVENTS = "/events/"
 NETWORKS = "/networks/"
 ENDPOINTS = "/endpoints/"
 KV = "/kv/"
+VOLUMES = "/volumes/"
 
 KINDS: dict[str, type[BaseModel]] = {
     NODES: Node,
@@ -45,6 +48,7 @@ KINDS: dict[str, type[BaseModel]] = {
     TASKS: Task,
     NETWORKS: Network,
     ENDPOINTS: Endpoints,
+    VOLUMES: Volume,
 }
 
 
@@ -76,6 +80,10 @@ def endpoints_key(stack: str, service: str) -> str:
     return f"{ENDPOINTS}{stack}/{service}"
 
 
+def volume_key(name: str) -> str:
+    return f"{VOLUMES}{name}"
+
+
 def key_of(obj: BaseModel) -> str:
     if isinstance(obj, Node):
         return node_key(obj.id)
@@ -89,6 +97,8 @@ def key_of(obj: BaseModel) -> str:
         return network_key(obj.name)
     if isinstance(obj, Endpoints):
         return endpoints_key(obj.stack, obj.service)
+    if isinstance(obj, Volume):
+        return volume_key(obj.name)
     raise TypeError(f"no key for {type(obj).__name__}")
 
 

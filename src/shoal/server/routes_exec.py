@@ -1,22 +1,31 @@
 """Exec into a task and read its resource usage: proxied to the agent of the task's node.
 
 `POST /v1/tasks/{id}/exec` runs one command in the task's container and answers its exit code
-and captured output; `GET /v1/tasks/{id}/stats` and `GET /v1/stats?stack=…` answer the cgroup
-counters (or /proc ones for host processes) with the agent's clock reading, so a caller computes
-CPU % from two samples.
+and captured output; `GET /v1/tasks/{id}/exec` upgraded to a WebSocket is the interactive
+`shoal exec -i/-t`: the server opens the same WebSocket to the task's agent (query passed on,
+protocol in `shoal.agent.attach`) and relays frames both ways, one at a time, so a slow end
+stalls the other instead of filling the server's memory. `GET /v1/tasks/{id}/stats` and
+`GET /v1/stats?stack=…` answer the cgroup counters (or /proc ones for host processes) with the
+agent's clock reading, so a caller computes CPU % from two samples.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
-from fastapi import APIRouter, Depends, Query
+import websockets
+from fastapi import APIRouter, Depends, Query, WebSocket
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.websockets import WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection, connect
 
 from shoal.model.cluster import Task, TaskState
-from shoal.model.errors import Conflict, Invalid, NotFound, ShoalError, Unavailable
+from shoal.model.errors import Conflict, Invalid, NotFound, ShoalError, Unauthorized, Unavailable
 from shoal.server import objects
 from shoal.server.auth import context
 from shoal.server.context import ServerContext
@@ -26,6 +35,12 @@ router = APIRouter(prefix="/v1")
 STATS_TIMEOUT = 3.0
 """Seconds one agent gets to answer a stats request of `GET /v1/stats`."""
 STATS_CONCURRENCY = 32
+AGENT_CONNECT_TIMEOUT = 10.0
+"""Seconds an agent gets to accept an interactive exec (its command started by then)."""
+MAX_FRAME = 1024 * 1024
+RELAY_QUEUE = 4
+"""Frames the connection to the agent reads ahead of the client: the bound of what the server
+holds per session (with MAX_FRAME)."""
 
 _AGENT_ERRORS: dict[int, type[ShoalError]] = {404: NotFound, 409: Conflict, 400: Invalid}
 
@@ -62,16 +77,21 @@ async def agent_call(
             f"agent of node {task.node_id} unreachable: {exc or type(exc).__name__}"
         ) from None
     if response.status_code >= 400:
-        try:
-            error = response.json().get("error", {})
-        except (ValueError, AttributeError):
-            error = {}
-        message = error.get("message") or f"HTTP {response.status_code}"
-        if response.status_code == 404:
-            message = f"node {task.node_id} has no container for task {task.id} (yet)"
-        kind = _AGENT_ERRORS.get(response.status_code, Unavailable)
-        raise kind(message, hint=error.get("hint"))
+        raise _agent_error(task, response.status_code, response.content)
     return response.json()
+
+
+def _agent_error(task: Task, status: int, body: bytes) -> ShoalError:
+    """An agent's error answer as the same ShoalError."""
+    try:
+        error = json.loads(body).get("error", {})
+    except (ValueError, AttributeError):
+        error = {}
+    message = error.get("message") or f"HTTP {status}"
+    if status == 404:
+        message = f"node {task.node_id} has no container for task {task.id} (yet)"
+    kind = _AGENT_ERRORS.get(status, Unavailable)
+    return kind(message, hint=error.get("hint"))
 
 
 def _running(task: Task, what: str) -> None:
@@ -144,3 +164,94 @@ async def stats(
 
     async with httpx.AsyncClient(timeout=STATS_TIMEOUT) as client:
         return list(await asyncio.gather(*(one(client, t) for t in tasks)))
+
+
+def _authorized(websocket: WebSocket) -> ServerContext:
+    """`auth.context` for a WebSocket (a bearer header, or `?token=` for browsers)."""
+    ctx: ServerContext = websocket.app.state.ctx
+    header = websocket.headers.get("authorization", "")
+    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    given = given or websocket.query_params.get("token", "")
+    if not given or not hmac.compare_digest(given.encode(), ctx.token.encode()):
+        raise Unauthorized(
+            "missing or wrong token",
+            hint="set SHOAL_TOKEN (the admin token is in <data-dir>/token on the server)",
+        )
+    return ctx
+
+
+async def _open_agent(ctx: ServerContext, task: Task, query: str) -> ClientConnection:
+    url = ctx.agent_url(task, "exec").replace("http://", "ws://", 1) + "/exec?" + query
+    try:
+        return await connect(
+            url,
+            additional_headers={"Authorization": f"Bearer {ctx.token}"},
+            open_timeout=AGENT_CONNECT_TIMEOUT,
+            compression=None,
+            max_size=MAX_FRAME,
+            max_queue=RELAY_QUEUE,
+        )
+    except websockets.InvalidStatus as exc:
+        raise _agent_error(
+            task, exc.response.status_code, bytes(exc.response.body or b"")
+        ) from None
+    except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+        raise Unavailable(
+            f"agent of node {task.node_id} unreachable: {exc or type(exc).__name__}",
+            hint=f"see the node's state with `shoal nodes`; the task is {task.name}",
+        ) from None
+
+
+async def _to_agent(client: WebSocket, agent: ClientConnection) -> None:
+    """The client's frames to the agent; the client leaving closes the agent's side (which
+    kills the command)."""
+    while True:
+        message = await client.receive()
+        if message["type"] == "websocket.disconnect":
+            await agent.close()
+            return
+        if message.get("bytes") is not None:
+            await agent.send(message["bytes"])
+        elif message.get("text") is not None:
+            await agent.send(message["text"])
+
+
+async def _to_client(client: WebSocket, agent: ClientConnection, task: Task) -> None:
+    """The agent's frames to the client, then its close; a lost agent is said as an error."""
+    try:
+        async for frame in agent:
+            if isinstance(frame, bytes):
+                await client.send_bytes(frame)
+            else:
+                await client.send_text(frame)
+    except websockets.ConnectionClosedError as exc:
+        error = {
+            "error": f"lost the agent of node {task.node_id} during the exec: {exc}",
+            "kind": "Unavailable",
+            "hint": "see the node's state with `shoal nodes`",
+        }
+        await client.send_text(json.dumps(error))
+        await client.close(1011)
+        return
+    await client.close()
+
+
+@router.websocket("/tasks/{task_id}/exec")
+async def task_exec_session(websocket: WebSocket, task_id: str) -> None:
+    """Interactive exec (WebSocket): `?cmd=…&cmd=…&tty=true&stdin=true&cols=80&rows=24`, then
+    stdin/output as binary frames and JSON control frames, as `shoal.agent.attach` says."""
+    ctx = _authorized(websocket)
+    task, _ = ctx.find_task(task_id)
+    _running(task, "exec into it")
+    query = urlencode([(k, v) for k, v in websocket.query_params.multi_items() if k != "token"])
+    async with await _open_agent(ctx, task, query) as agent:
+        await websocket.accept()
+        relays = [_to_agent(websocket, agent), _to_client(websocket, agent, task)]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(r) for r in relays]
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for t in tasks:
+                    t.cancel()
+        except* (WebSocketDisconnect, websockets.ConnectionClosed):
+            pass  # one end left while the other was written to: both are closing

@@ -9,14 +9,17 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, ValidationError
 
+from shoal.controllers.autoscale import check_services
 from shoal.model.cluster import Event, Service, Stack
 from shoal.model.codec import decode, encode
 from shoal.model.compose import ComposeProject
 from shoal.model.compose_service import ServiceSpec
 from shoal.model.errors import ComposeError, Conflict, Invalid, NotFound, format_path
 from shoal.network.deployment import plan_stack
-from shoal.server import deploy, objects, status
+from shoal.secrets.records import SentValue
+from shoal.server import deploy, netstate, objects, routes_secrets, status, volumestate
 from shoal.server.auth import context
+from shoal.server.autoscaler import manual_scale_state
 from shoal.server.context import ServerContext
 from shoal.store import Compare, PutOp
 
@@ -28,6 +31,9 @@ _STACK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 class DeployRequest(BaseModel):
     project: dict[str, Any] = Field(description="the normalised Compose project (shoal config)")
     dry_run: bool = False
+    secrets: list[SentValue] = Field(
+        default_factory=list, description="the values of its secrets and configs (base64)"
+    )
 
 
 class DeployResponse(BaseModel):
@@ -69,13 +75,15 @@ async def deploy_stack(
     """Create or update a stack from a normalised Compose project (one atomic write)."""
     _check_name(name)
     project = _project(name, request.project)
+    check_services(project.services)  # x-shoal.autoscale, refused before anything is written
 
     async def attempt() -> DeployResponse:
         stack_entry = ctx.cache.get(objects.stack_key(name))
         existing: dict[str, tuple[Service, int]] = {}
         for svc in ctx.cache.services(name):
             existing[svc.name] = (svc, ctx.cache.revision_of(svc))
-        the_plan = deploy.plan(name, project, [s for s, _ in existing.values()])
+        sealed = await routes_secrets.for_deploy(ctx, name, project, request.secrets)
+        the_plan = deploy.plan(name, project, [s for s, _ in existing.values()], sealed.refs)
         networking = plan_stack(
             name,
             project.services,
@@ -84,7 +92,9 @@ async def deploy_stack(
             ctx.cache.services(),
             pool=ctx.network_pool,
             now=ctx.clock(),
+            avoid=netstate.host_routes(),
         )
+        volumes = volumestate.plan(ctx, name, project)
         if request.dry_run:
             return DeployResponse(plan=the_plan.as_dict())
         stack = None
@@ -97,8 +107,10 @@ async def deploy_stack(
                     hint="wait until `shoal ls` no longer lists it",
                 )
         commit = deploy.build_commit(
-            the_plan, project, stack, existing, ctx.clock(), ctx.new_id, networking
+            the_plan, project, stack, existing, ctx.clock(), ctx.new_id, networking, sealed.refs
         )
+        commit.compares += sealed.compares + volumes.compares
+        commit.ops += sealed.ops + volumes.ops
         revision = await ctx.commit(commit.compares, commit.ops, f"stack {name}")
         return DeployResponse(plan=the_plan.as_dict(), revision=revision, applied=True)
 
@@ -142,8 +154,13 @@ async def get_stack_status(name: str, ctx: ServerContext = Depends(context)) -> 
 
 
 @router.delete("/stacks/{name}", tags=["stacks"])
-async def remove_stack(name: str, ctx: ServerContext = Depends(context)) -> dict[str, Any]:
-    """Mark the stack and its services for removal; the controllers stop and delete tasks."""
+async def remove_stack(
+    name: str,
+    volumes: bool = Query(default=False, description="also remove the volumes it owns"),
+    ctx: ServerContext = Depends(context),
+) -> dict[str, Any]:
+    """Mark the stack and its services for removal; the controllers stop and delete tasks.
+    Its named volumes stay, unless `volumes`: then they go once no task uses them."""
     entry = ctx.cache.get(objects.stack_key(name))
     if entry is None:
         raise NotFound(f"no stack {name!r}", hint="list stacks with `shoal ls`")
@@ -161,6 +178,10 @@ async def remove_stack(name: str, ctx: ServerContext = Depends(context)) -> dict
     ops.append(
         objects.event_op(Event(time=now, type="stack", action="remove", id=name, stack=name))
     )
+    compares, ops = await routes_secrets.with_stack_removal(ctx, name, compares, ops)
+    if volumes:
+        marked = volumestate.mark_stack_volumes(ctx, name)
+        compares, ops = compares + marked[0], ops + marked[1]
     revision = await ctx.commit(compares, ops, f"stack {name}")
     return {"stack": name, "removing": True, "revision": revision}
 
@@ -210,7 +231,9 @@ async def scale_service(
         spec = decode(ServiceSpec, json.dumps(spec_doc))
         now = ctx.clock()
         # Scaling changes no task's spec: keep the version so running tasks are not replaced.
-        updated = svc.model_copy(update={"spec": spec, "updated_at": now})
+        # With x-shoal.autoscale, the floor or ceiling moves so that N stays.
+        autoscale = manual_scale_state(ctx, svc, request.replicas, now)
+        updated = svc.model_copy(update={"spec": spec, "updated_at": now, "autoscale": autoscale})
         key = objects.service_key(stack, name)
         event = Event(
             time=now,
@@ -229,12 +252,3 @@ async def scale_service(
         return updated
 
     return await ctx.retrying(attempt)
-
-
-@router.get("/volumes", tags=["resources"])
-async def list_volumes(ctx: ServerContext = Depends(context)) -> list[dict[str, Any]]:
-    return [
-        {"stack": s.name, "key": key, **(spec or {})}
-        for s in ctx.cache.stacks()
-        for key, spec in s.volumes.items()
-    ]
