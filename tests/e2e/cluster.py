@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from shoal.client import Client
 
@@ -210,6 +213,12 @@ def shoal(c: Cluster, *args: str, cwd: Path | None = None) -> subprocess.Complet
         cwd=cwd,
         stdin=subprocess.DEVNULL,
     )
+
+
+RUNC_USABLE = os.geteuid() == 0 and all(shutil.which(t) for t in ("runc", "conmon", "busybox"))
+needs_runc = pytest.mark.skipif(
+    not RUNC_USABLE, reason="needs root, runc, conmon and busybox-static"
+)
 
 
 @contextlib.contextmanager

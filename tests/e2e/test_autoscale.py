@@ -11,10 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +19,10 @@ import pytest
 
 from shoal.images.content import ContentStore
 from shoal.model.cluster import Event
-from tests.e2e.cluster import Cluster, cluster, wait_until
+from tests.e2e.cluster import Cluster, cluster, needs_runc, shoal, wait_until
 from tests.images.busybox import make_busybox_image
 
-USABLE = os.geteuid() == 0 and all(shutil.which(t) for t in ("runc", "conmon", "busybox"))
-pytestmark = pytest.mark.skipif(not USABLE, reason="needs root, runc, conmon and busybox-static")
+pytestmark = needs_runc
 
 IMAGE = "localhost/test/busybox:1"
 BURN = "while :; do if [ -e /ctl/burn ]; then :; else sleep 0.5; fi; done"
@@ -64,19 +59,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         with cluster(root, "up", runtime="runc") as c:
             make_busybox_image(ContentStore(c.data / "agent" / "images"), IMAGE)
             yield c
-
-
-def shoal(c: Cluster, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHOAL_ADDR": c.addr, "SHOAL_DATA_DIR": str(c.data)}
-    env.pop("SHOAL_TOKEN", None)
-    return subprocess.run(
-        [sys.executable, "-m", "shoal", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 def replicas(c: Cluster) -> tuple[int, int]:

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shoal.images.content import ContentStore
-from tests.e2e.cluster import Cluster, cluster, shoal
+from tests.e2e.cluster import Cluster, cluster, needs_runc, shoal
 from tests.images.busybox import make_busybox_image
-
-USABLE = os.geteuid() == 0 and all(shutil.which(t) for t in ("runc", "conmon", "busybox"))
-needs_runc = pytest.mark.skipif(not USABLE, reason="needs root, runc, conmon and busybox-static")
 
 COMPOSE = """
 name: ex

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -21,11 +20,8 @@ from pathlib import Path
 import pytest
 
 from shoal.images.content import ContentStore
-from tests.e2e.cluster import Cluster, cluster, wait_until
+from tests.e2e.cluster import RUNC_USABLE, Cluster, cluster, needs_runc, wait_until
 from tests.images.busybox import make_busybox_image
-
-USABLE = os.geteuid() == 0 and all(shutil.which(t) for t in ("runc", "conmon", "busybox"))
-needs_runc = pytest.mark.skipif(not USABLE, reason="needs root, runc, conmon and busybox-static")
 
 RUNC_STACK = """
 name: it
@@ -159,7 +155,7 @@ def reapers(c: Cluster) -> list[int]:
 
 @pytest.fixture(scope="module")
 def runc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if not USABLE:
+    if not RUNC_USABLE:
         pytest.skip("needs root, runc, conmon and busybox-static")
     root = tmp_path_factory.mktemp("exec-tty")
     with cluster(root, "up", runtime="runc") as c:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import pytest
 from shoal.images.content import ContentStore
 from shoal.images.manifest import ContainerConfig, HealthConfig
 from shoal.model.cluster import Task
-from tests.e2e.cluster import Cluster, cluster, wait_until
+from tests.e2e.cluster import Cluster, cluster, shoal, wait_until
 from tests.images.busybox import make_busybox_image
 
 USABLE = (
@@ -43,19 +41,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         check = HealthConfig(Test=["CMD-SHELL", "test -e /proc/1"], Interval=1_000_000_000)
         make_busybox_image(store, CHECKED_IMAGE, ContainerConfig(Cmd=["sh"], Healthcheck=check))
         yield c
-
-
-def shoal(c: Cluster, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHOAL_ADDR": c.addr, "SHOAL_DATA_DIR": str(c.data)}
-    env.pop("SHOAL_TOKEN", None)
-    return subprocess.run(
-        [sys.executable, "-m", "shoal", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 def remove(c: Cluster, name: str) -> None:

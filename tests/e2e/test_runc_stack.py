@@ -12,11 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.cluster import Cluster, cluster, free_port, wait_until
+from tests.e2e.cluster import Cluster, cluster, free_port, needs_runc, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-USABLE = os.geteuid() == 0 and all(shutil.which(t) for t in ("runc", "conmon", "busybox"))
-pytestmark = pytest.mark.skipif(not USABLE, reason="needs root, runc, conmon and busybox-static")
+pytestmark = needs_runc
 
 
 @pytest.fixture

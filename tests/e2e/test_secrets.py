@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,11 +21,10 @@ import pytest
 
 from shoal.client import Client
 from shoal.images.content import ContentStore
-from tests.e2e.cluster import Cluster, cluster, wait_until
+from tests.e2e.cluster import Cluster, cluster, needs_runc, wait_until
 from tests.images.busybox import make_busybox_image
 
-USABLE = os.geteuid() == 0 and all(shutil.which(t) for t in ("runc", "conmon", "busybox"))
-pytestmark = pytest.mark.skipif(not USABLE, reason="needs root, runc, conmon, busybox")
+pytestmark = needs_runc
 
 IMAGE = "localhost/test/busybox:1"
 COMPOSE = f"""

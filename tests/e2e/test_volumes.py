@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,10 @@ from typing import Any
 import pytest
 
 from shoal.images.content import ContentStore
-from tests.e2e.cluster import Cluster, cluster, wait_until
+from tests.e2e.cluster import Cluster, cluster, needs_runc, shoal, wait_until
 from tests.images.busybox import make_busybox_image
 
-USABLE = os.geteuid() == 0 and all(shutil.which(t) for t in ("runc", "conmon", "busybox"))
-pytestmark = pytest.mark.skipif(not USABLE, reason="needs root, runc, conmon and busybox-static")
+pytestmark = needs_runc
 
 IMAGE = "localhost/test/busybox:1"
 CONFORMANCE = Path(__file__).resolve().parents[3] / "shared/compose-corpus/conformance/tests"
@@ -53,19 +51,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for point in sorted(mount_points(), key=len, reverse=True):
             if point.startswith(str(root.resolve()) + "/"):
                 subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-
-
-def shoal(c: Cluster, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHOAL_ADDR": c.addr, "SHOAL_DATA_DIR": str(c.data)}
-    env.pop("SHOAL_TOKEN", None)
-    return subprocess.run(
-        [sys.executable, "-m", "shoal", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 def deploy(
