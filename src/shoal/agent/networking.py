@@ -371,10 +371,17 @@ class NodeNetwork:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     async def close(self) -> None:
+        """On the agent's way out: with no task plumbed here any more, leave no bridge and
+        no rule behind (with tasks still running, everything stays for the next agent)."""
         for relay in self.relays.values():
             relay.close()
         self.relays.clear()
         await self.dns.close()
+        if not self.attached():
+            try:
+                await self.sync()
+            except ShoalError as exc:
+                log.warning("final network cleanup failed: %s", exc)
 
 
 def _bridge_net(network: Network) -> cni.BridgeNet:
