@@ -248,3 +248,22 @@ def test_plan_dict_is_json() -> None:
     assert json.loads(json.dumps(the_plan.as_dict()))["services"][0]["changes"] == [
         {"path": "a.b", "old": 1, "new": None}
     ]
+
+
+def test_depends_on_restart_rolls_dependents_of_an_updated_service() -> None:
+    app = {
+        "image": "nginx",
+        "depends_on": {"db": {"condition": "service_started", "restart": True}},
+    }
+    other = {"image": "nginx", "depends_on": {"db": {"condition": "service_started"}}}
+    new = project({"db": {"image": "postgres:17"}, "app": app, "other": other})
+    existing = [
+        service("db", image="postgres:16"),
+        service("app", depends_on={"db": {"condition": "service_started", "restart": True}}),
+        service("other", depends_on={"db": {"condition": "service_started"}}),
+    ]
+    result = {c.name: c for c in plan("st", new, existing).services}
+    assert (result["db"].action, result["db"].version) == ("update", 2)
+    assert (result["app"].action, result["app"].version) == ("update", 2)
+    assert result["app"].changes == [FieldChange("depends_on.db", "updated", "restart")]
+    assert result["other"].action == "unchanged"

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "service": ("shoal.cli.service", "service", "A service's version history."),
     "ps": ("shoal.cli.task", "ps", "List tasks, and why one is pending or failed."),
     "logs": ("shoal.cli.task", "logs", "Print a task's or a service's logs."),
+    "inspect": ("shoal.cli.task", "inspect", "A task or a service in full, as JSON."),
     "events": ("shoal.cli.task", "events", "Print cluster events (-f to follow)."),
     "exec": ("shoal.cli.exec", "exec_", "Run a command in a running task."),
     "stats": ("shoal.cli.exec", "stats", "Show CPU, memory and pids usage of running tasks."),

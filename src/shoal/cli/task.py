@@ -130,3 +130,30 @@ def events(follow: bool, since: int, output: str) -> None:
         if follow:
             for event in api.watch_events(last):
                 show(event)
+
+
+@click.command("inspect")
+@click.argument("target")
+@handle_errors
+def inspect(target: str) -> None:
+    """Everything about a task (TASK id or prefix: status, health log, addresses, spec) or a
+    service (STACK/SERVICE: spec, version, VIPs, ports, update status, its tasks' states), as
+    JSON."""
+    with client() as api:
+        stack, slash, name = target.partition("/")
+        if slash:
+            svc = api.service(stack, name)
+            body = svc.model_dump(mode="json")
+            body["tasks"] = [
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "state": t.status.state.value,
+                    "health": t.status.health,
+                }
+                for t in api.tasks(stack)
+                if t.service_id == svc.id
+            ]
+        else:
+            body = api.task(target).model_dump(mode="json")
+    click.echo(json.dumps(body, indent=2))

@@ -119,7 +119,23 @@ def plan(
     for svc_name, current in by_name.items():
         if svc_name not in project.services and not current.removing:
             changes.append(ServiceChange(svc_name, "remove", version=current.version))
+    _restart_dependents(project, changes)
     return Plan(name, changes)
+
+
+def _restart_dependents(project: ComposeProject, changes: list[ServiceChange]) -> None:
+    """`depends_on: {x: {restart: true}}`: a service whose dependency is updated is restarted
+    (a new version with the same spec, so its tasks roll), as Compose restarts it."""
+    updated = {c.name for c in changes if c.action == "update"}
+    for change in changes:
+        if change.action != "unchanged":
+            continue
+        deps = project.services[change.name].depends_on or {}
+        causes = sorted(n for n, d in deps.items() if d.restart and n in updated)
+        if causes:
+            change.action = "update"
+            change.version += 1
+            change.changes = [FieldChange(f"depends_on.{n}", "updated", "restart") for n in causes]
 
 
 @dataclass
