@@ -69,6 +69,7 @@ async def run_agent(
             port=int(port),
             log_level="warning",
             lifespan="off",
+            ws="wsproto",  # uvicorn's websockets backend logs an error for every refused handshake
             access_log=False,
             timeout_graceful_shutdown=1,
         )

@@ -60,6 +60,7 @@ async def serve(
             port=port,
             log_level="warning",
             lifespan="off",
+            ws="wsproto",  # uvicorn's websockets backend logs an error for every refused handshake
             access_log=False,
             timeout_graceful_shutdown=1,
         )
