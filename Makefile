@@ -50,6 +50,7 @@ bench: setup
 	$(PY) bench/api.py
 	$(PY) bench/dns.py
 	cd bench && ../$(PY) network.py
+	cd bench && ../$(PY) updates.py
 
 clean:
 	rm -rf $(VENV) $(APT_STAMP) .pytest_cache .mypy_cache .ruff_cache
