@@ -418,3 +418,14 @@ def test_a_terminal_task_is_not_resurrected_by_a_late_report(tmp_path: Path) -> 
         assert TaskState(stored["status"]["state"]).terminal
 
     run(tmp_path, test)
+
+
+def test_a_malformed_health_check_is_refused_at_deploy(tmp_path: Path) -> None:
+    async def test(server: Server) -> None:
+        bad = {"web": {"image": "x", "x-shoal": {"healthcheck": {"http": {"port": "nope"}}}}}
+        r = await server.http.post("/v1/stacks/st/deploy", json={"project": {"services": bad}})
+        error = error_of(r, 400, "Invalid")
+        assert "service 'web'" in error["message"] and "port" in error["message"]
+        assert await server.ctx.store.current_revision() == 0
+
+    run(tmp_path, test)

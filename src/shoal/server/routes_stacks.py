@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, ValidationError
 
+from shoal.agent.health import validate as validate_health
 from shoal.controllers.autoscale import check_services
 from shoal.model.cluster import Event, Service, Stack
 from shoal.model.codec import decode, encode
@@ -76,6 +77,11 @@ async def deploy_stack(
     _check_name(name)
     project = _project(name, request.project)
     check_services(project.services)  # x-shoal.autoscale, refused before anything is written
+    for service_name, spec in project.services.items():  # healthcheck and x-shoal probes
+        try:
+            validate_health(spec)
+        except Invalid as exc:
+            raise Invalid(f"service {service_name!r}: {exc.message}", hint=exc.hint) from None
 
     async def attempt() -> DeployResponse:
         stack_entry = ctx.cache.get(objects.stack_key(name))
