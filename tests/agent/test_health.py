@@ -27,6 +27,7 @@ from shoal.runtime.base import ContainerSpec
 from shoal.runtime.process import ProcessRuntime
 from shoal.runtime.testsuite import clean_up
 from tests.agent.test_agent_fake import World, idle, scenario, step
+from tests.server.harness import deploy_project, project
 
 S = 1_000_000_000  # a second in the nanoseconds an image config holds
 
@@ -661,7 +662,9 @@ def test_agent_rejects_a_task_whose_check_cannot_run(
     tmp_path: Path, healthcheck: dict[str, Any], error: str
 ) -> None:
     async def test(world: World) -> None:
-        await world.deploy(checked_service(healthcheck))
+        # Written straight to the store: the deploy route refuses malformed checks itself, and
+        # the agent must still cope with a record that holds one.
+        await deploy_project(world.server.ctx, "st", project(checked_service(healthcheck)))
         async with world.agent() as agent:
             await step(agent, world.server)
             [task] = agent.tasks.values()
