@@ -251,6 +251,14 @@ def test_exec_in_a_running_container(rootfs: Path) -> None:
         await rt.start("c1")
         result = await rt.exec_in("c1", ["sh", "-c", "echo $GREETING $(hostname); exit 4"])
         assert (result.exit_code, result.stdout) == (4, "hi box\n")
+        # A timed exec (health checks): quick ones answer, a hung one is killed with its children.
+        quick = await rt.exec_in("c1", ["sh", "-c", "echo ok"], timeout=5)
+        assert (quick.exit_code, quick.stdout) == (0, "ok\n")
+        with pytest.raises(TimeoutError):
+            await rt.exec_in("c1", ["sh", "-c", "sleep 41 & exec sleep 42"], timeout=0.5)
+        ps = await rt.exec_in("c1", ["ps", "-o", "args"])
+        assert "sleep 41" not in ps.stdout and "sleep 42" not in ps.stdout, ps.stdout
+        assert (root / "c1").is_dir() and not list((root / "c1").glob("exec-*.pid"))
 
     run(scenario)
 
