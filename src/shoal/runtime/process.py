@@ -35,7 +35,6 @@ from .base import (
     ContainerState,
     LogLine,
     Stream,
-    parse_signal,
 )
 from .console import Size, set_size
 from .exec_session import ExecSession, Pipes
@@ -59,7 +58,6 @@ from .statedir import StateDirRuntime
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _READY_FD = 3
-KILL_TIMEOUT = 10.0  # after SIGKILL: only a process stuck in the kernel (D state) takes longer
 
 
 class ProcessRuntime(StateDirRuntime):
@@ -148,26 +146,9 @@ class ProcessRuntime(StateDirRuntime):
             loop.remove_reader(r)
             os.close(r)
 
-    async def stop(self, id: str, *, grace: float | None = None) -> ContainerState:
-        path = self._dir(id)
-        state = self._state(path)
-        if state.status != "running":
-            return state
-        spec = self._spec(path)
-        grace = spec.stop_grace_period if grace is None else grace
-        self._signal(path, parse_signal(spec.stop_signal))
-        state = await self._until(path, lambda s: s.status != "running", grace)
-        if state.status == "running":
-            self._signal(path, _signal.SIGKILL)
-            state = await self._until(path, lambda s: s.status != "running", KILL_TIMEOUT)
-        return state
-
-    async def kill(self, id: str, signal: str | int) -> None:
-        path = self._dir(id)
-        signo = parse_signal(signal)
-        if self._state(path).status != "running":
-            raise Conflict(f"container {id!r} is not running")
+    async def _deliver(self, path: Path, signo: int) -> str | None:
         self._signal(path, signo)
+        return None
 
     def _signal(self, path: Path, signo: int) -> None:
         """The stop signal goes to the main process, as Docker sends it to PID 1; SIGKILL takes

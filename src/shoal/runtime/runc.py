@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict
 from shoal.model.errors import Conflict, Invalid, NotFound, Unavailable
 
 from . import cgroups
-from .base import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, ContainerSpec, ContainerState, parse_signal
+from .base import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, ContainerSpec, ContainerState
 from .console import ConsoleSocket, Size
 from .exec_session import ExecSession, Pipes, exec_dir, kill_tree, spawn_detached
 from .kubelog import KubeLogReader
@@ -62,7 +62,6 @@ LOG, PERSIST, EXIT_DIR, SOCK, CONMON_LOG = (
     "sock",
     "conmon.log",
 )
-KILL_TIMEOUT = 10.0
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -283,28 +282,11 @@ class RuncRuntime(StateDirRuntime):
         out, err = await proc.communicate()
         return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
-    async def stop(self, id: str, *, grace: float | None = None) -> ContainerState:
-        path = self._dir(id)
-        state = self._state(path)
-        if state.status != "running":
-            return state
-        spec = self._spec(path)
-        grace = spec.stop_grace_period if grace is None else grace
-        await self._runc("kill", id, str(parse_signal(spec.stop_signal)))
-        state = await self._until(path, lambda s: s.status != "running", grace)
-        if state.status == "running":
-            await self._runc("kill", id, "KILL")
-            state = await self._until(path, lambda s: s.status != "running", KILL_TIMEOUT)
-        return state
-
-    async def kill(self, id: str, signal: str | int) -> None:
-        path = self._dir(id)
-        signo = parse_signal(signal)
-        if self._state(path).status != "running":
-            raise Conflict(f"container {id!r} is not running")
-        rc, _, err = await self._runc("kill", id, str(signo))
-        if rc != 0 and self._state(path).status == "running":
-            raise Unavailable(f"runc kill {id} {signo} failed: {err.strip()}")
+    async def _deliver(self, path: Path, signo: int) -> str | None:
+        rc, _, err = await self._runc("kill", path.name, str(signo))
+        if rc == 0:
+            return None
+        return err.strip() or f"runc kill exited {rc}"
 
     async def remove(self, id: str) -> None:
         path = self._dir(id)

@@ -12,12 +12,13 @@ import asyncio
 import builtins
 import contextlib
 import os
+import signal as _signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
-from shoal.model.errors import Conflict, NotFound
-from shoal.runtime.base import ContainerSpec, ContainerState, LogLine
+from shoal.model.errors import Conflict, NotFound, Unavailable
+from shoal.runtime.base import ContainerSpec, ContainerState, LogLine, parse_signal
 from shoal.runtime.monitor import SPEC, STARTED
 
 ENDED = ("exited", "unknown")
@@ -31,6 +32,9 @@ class LineReader(Protocol):
     def poll(self) -> builtins.list[LogLine]: ...
 
     def close(self) -> None: ...
+
+
+KILL_TIMEOUT = 10.0  # after SIGKILL: only a process stuck in the kernel (D state) takes longer
 
 
 class StateDirRuntime:
@@ -79,6 +83,33 @@ class StateDirRuntime:
 
     def _spec(self, path: Path) -> ContainerSpec:
         return ContainerSpec.model_validate_json((path / SPEC).read_bytes())
+
+    async def _deliver(self, path: Path, signo: int) -> str | None:
+        """Send `signo` to the container's workload; the driver's error text, or None."""
+        raise NotImplementedError
+
+    async def stop(self, id: str, *, grace: float | None = None) -> ContainerState:
+        path = self._dir(id)
+        state = self._state(path)
+        if state.status != "running":
+            return state
+        spec = self._spec(path)
+        grace = spec.stop_grace_period if grace is None else grace
+        await self._deliver(path, parse_signal(spec.stop_signal))
+        state = await self._until(path, lambda s: s.status != "running", grace)
+        if state.status == "running":
+            await self._deliver(path, _signal.SIGKILL)
+            state = await self._until(path, lambda s: s.status != "running", KILL_TIMEOUT)
+        return state
+
+    async def kill(self, id: str, signal: str | int) -> None:
+        path = self._dir(id)
+        signo = parse_signal(signal)
+        if self._state(path).status != "running":
+            raise Conflict(f"container {id!r} is not running")
+        error = await self._deliver(path, signo)
+        if error is not None and self._state(path).status == "running":
+            raise Unavailable(f"signal {signo} to {id} failed: {error}")
 
     async def state(self, id: str) -> ContainerState:
         return self._state(self._dir(id))
