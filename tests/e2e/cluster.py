@@ -219,6 +219,8 @@ RUNC_USABLE = os.geteuid() == 0 and all(shutil.which(t) for t in ("runc", "conmo
 needs_runc = pytest.mark.skipif(
     not RUNC_USABLE, reason="needs root, runc, conmon and busybox-static"
 )
+CNI_USABLE = RUNC_USABLE and bool(shutil.which("iptables")) and Path("/usr/lib/cni/bridge").exists()
+needs_cni = pytest.mark.skipif(not CNI_USABLE, reason="needs root, runc, conmon, busybox, CNI")
 
 
 @contextlib.contextmanager

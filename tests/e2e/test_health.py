@@ -5,8 +5,6 @@ an image's HEALTHCHECK, shoal's http and tcp probes — and what follows from th
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,15 +14,10 @@ import pytest
 from shoal.images.content import ContentStore
 from shoal.images.manifest import ContainerConfig, HealthConfig
 from shoal.model.cluster import Task
-from tests.e2e.cluster import Cluster, cluster, shoal, wait_until
+from tests.e2e.cluster import Cluster, cluster, needs_cni, shoal, wait_until
 from tests.images.busybox import make_busybox_image
 
-USABLE = (
-    os.geteuid() == 0
-    and all(shutil.which(t) for t in ("runc", "conmon", "busybox", "iptables"))
-    and Path("/usr/lib/cni/bridge").exists()
-)
-pytestmark = pytest.mark.skipif(not USABLE, reason="needs root, runc, conmon, busybox, CNI")
+pytestmark = needs_cni
 
 IMAGE = "localhost/test/busybox:1"
 CHECKED_IMAGE = "localhost/test/busybox-checked:1"  # with a HEALTHCHECK of its own

@@ -3,8 +3,6 @@ service VIPs, published ports, isolation between networks (one cluster for the m
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,15 +15,10 @@ import httpx
 import pytest
 
 from shoal.images.content import ContentStore
-from tests.e2e.cluster import Cluster, cluster, free_port, shoal, wait_until
+from tests.e2e.cluster import Cluster, cluster, free_port, needs_cni, shoal, wait_until
 from tests.images.busybox import make_busybox_image
 
-USABLE = (
-    os.geteuid() == 0
-    and all(shutil.which(t) for t in ("runc", "conmon", "busybox", "iptables"))
-    and Path("/usr/lib/cni/bridge").exists()
-)
-pytestmark = pytest.mark.skipif(not USABLE, reason="needs root, runc, conmon, busybox, CNI")
+pytestmark = needs_cni
 
 IMAGE = "localhost/test/busybox:1"
 HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p {port} -h /www"

@@ -10,7 +10,6 @@ import hashlib
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from shoal.client import Client
 from shoal.images.content import ContentStore
-from tests.e2e.cluster import Cluster, cluster, needs_runc, wait_until
+from tests.e2e.cluster import Cluster, cluster, needs_runc, shoal, wait_until
 from tests.images.busybox import make_busybox_image
 
 pytestmark = needs_runc
@@ -72,16 +71,7 @@ class Recorder:
         return api
 
     def shoal(self, c: Cluster, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "SHOAL_ADDR": c.addr, "SHOAL_DATA_DIR": str(c.data)}
-        env.pop("SHOAL_TOKEN", None)
-        done = subprocess.run(
-            [sys.executable, "-m", "shoal", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            cwd=cwd,
-        )
+        done = shoal(c, *args, cwd=cwd)
         self.texts.append(done.stdout + done.stderr)
         return done
 

@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from shoal.images.content import ContentStore
-from tests.e2e.cluster import Cluster, cluster, free_port, shoal, wait_until
-from tests.e2e.test_network import IMAGE, USABLE, task_list
+from tests.e2e.cluster import Cluster, cluster, free_port, needs_cni, shoal, wait_until
+from tests.e2e.test_network import IMAGE, task_list
 from tests.images.busybox import make_busybox_image
 
-pytestmark = pytest.mark.skipif(not USABLE, reason="needs root, runc, conmon, busybox, CNI")
+pytestmark = needs_cni
 
 GOOD = "mkdir -p /www && echo v1 > /www/index.html && exec httpd -f -p 80 -h /www"
 BAD = "echo 'cannot start: missing config' >&2; exit 3"
