@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, Generic, NamedTuple, Self, TypeVar
+
+T = TypeVar("T")
 
 LOG_NAME = "container.log"
 MAX_LINE = 16 * 1024
@@ -129,36 +131,23 @@ def rotated_files(log_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
-class LogReader:
-    """Reads what a log directory holds, then (through `poll`) what gets appended."""
+class FollowedFile(Generic[T]):
+    """A log file read as it grows, complete lines only, followed across rotations (a new file
+    renamed over the old one: what the reader holds is drained before it moves on). Subclasses
+    say what a batch of lines means (`_parse`)."""
 
-    def __init__(self, log_dir: Path) -> None:
-        self._dir = log_dir
-        self._path = log_dir / LOG_NAME
+    def __init__(self, path: Path) -> None:
+        self._path = path
         self._file: BinaryIO | None = None
         self._ino: int | None = None
         self._buf = b""
 
-    def read_existing(self) -> list[Record]:
-        """Every record so far, rotated files first. Call once, before `poll`."""
-        # Open the current file before listing rotated ones: if a rotation races with us, the
-        # file we hold shows up among the rotated ones (same inode) and is read only once.
-        self._reopen()
-        out: list[Record] = []
-        for path in rotated_files(self._dir):
-            try:
-                with path.open("rb") as f:
-                    if self._ino is not None and os.fstat(f.fileno()).st_ino == self._ino:
-                        break
-                    out.extend(_records(f.read().split(b"\n")[:-1]))
-            except FileNotFoundError:
-                continue
-        out.extend(self.poll())
-        return out
+    def _parse(self, lines: list[bytes]) -> list[T]:
+        raise NotImplementedError
 
-    def poll(self) -> list[Record]:
-        """Records appended since the last call, following the file across rotations."""
-        out: list[Record] = []
+    def poll(self) -> list[T]:
+        """What was appended since the last call, following the file across rotations."""
+        out: list[T] = []
         while True:
             try:
                 ino_now: int | None = os.stat(self._path).st_ino
@@ -180,7 +169,7 @@ class LogReader:
         self._ino = os.fstat(self._file.fileno()).st_ino
         return True
 
-    def _drain(self) -> list[Record]:
+    def _drain(self) -> list[T]:
         if self._file is None:
             return []
         data = self._file.read()
@@ -188,7 +177,7 @@ class LogReader:
             return []
         lines = (self._buf + data).split(b"\n")
         self._buf = lines.pop()
-        return _records(lines)
+        return self._parse(lines)
 
     def close(self) -> None:
         if self._file is not None:
@@ -197,11 +186,39 @@ class LogReader:
         self._ino = None
         self._buf = b""
 
-    def __enter__(self) -> LogReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LogReader(FollowedFile[Record]):
+    """Reads what a log directory holds, then (through `poll`) what gets appended."""
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__(log_dir / LOG_NAME)
+        self._dir = log_dir
+
+    def _parse(self, lines: list[bytes]) -> list[Record]:
+        return _records(lines)
+
+    def read_existing(self) -> list[Record]:
+        """Every record so far, rotated files first. Call once, before `poll`."""
+        # Open the current file before listing rotated ones: if a rotation races with us, the
+        # file we hold shows up among the rotated ones (same inode) and is read only once.
+        self._reopen()
+        out: list[Record] = []
+        for path in rotated_files(self._dir):
+            try:
+                with path.open("rb") as f:
+                    if self._ino is not None and os.fstat(f.fileno()).st_ino == self._ino:
+                        break
+                    out.extend(_records(f.read().split(b"\n")[:-1]))
+            except FileNotFoundError:
+                continue
+        out.extend(self.poll())
+        return out
 
 
 def _records(lines: list[bytes]) -> list[Record]:
