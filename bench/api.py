@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 from peer_docker import descendants, hammer, rss_mb, watch_fanout
 from peer_docker import run as run_peer
+from peers.common import stop_pid
 
 STACK = "bench"
 SERVICES = 100
@@ -85,15 +86,7 @@ def free_port() -> int:
 def stop(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
     """SIGTERM, then SIGKILL after `grace`, by PID; then any child it left, by PID."""
     below = descendants(proc.pid)[1:] if proc.poll() is None else []
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    stop_pid(proc, grace)
     for pid in below:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -38,11 +38,10 @@ CHANGES = 5
 
 # -- helpers (the numeric and process ones live in peers/common.py, shared with containers.py) --
 from peers.common import (  # noqa: E402
+    HostSnapshot,
     descendants,
-    iptables_lines,
-    links,
-    mounts_under,
     rss_mb,
+    stop_pid,
     summary_ms,
 )
 
@@ -198,75 +197,12 @@ def port_free(port: int) -> bool:
     return True
 
 
-# -- host state: what dockerd leaves behind -------------------------------------------------
-
-
-class HostState:
-    """Snapshot before dockerd starts; `restore()` removes what appeared and looks like Docker's."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.links = links()
-        self.iptables = iptables_lines()
-        self.run_docker_existed = Path("/run/docker").exists()
-        self.removed: list[str] = []
-
-    def restore(self) -> None:
-        for point in sorted(mounts_under(self.root), key=len, reverse=True):
-            if subprocess.run(["umount", point], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", point], capture_output=True)
-            self.removed.append(f"mount {point}")
-        for link in sorted(links() - self.links):
-            if link.startswith(("docker", "veth", "br-")):
-                subprocess.run(["ip", "link", "del", link], capture_output=True)
-                self.removed.append(f"link {link}")
-        self._restoreiptables_lines()
-        if not self.run_docker_existed and Path("/run/docker").exists():
-            shutil.rmtree("/run/docker", ignore_errors=True)
-            self.removed.append("dir /run/docker")
-
-    def _restore_iptables(self) -> None:
-        before = set(self.iptables)
-        table = ""
-        new_rules: list[tuple[str, str]] = []
-        new_chains: list[tuple[str, str]] = []
-        for line in iptables_lines():
-            if line.startswith("*"):
-                table = line[1:]
-            elif line in before:
-                continue
-            elif line.startswith("-A ") and ("DOCKER" in line or "172.17." in line):
-                new_rules.append((table, line[3:]))
-            elif line.startswith(":DOCKER"):
-                new_chains.append((table, line[1:].split()[0]))
-        for tbl, rule in new_rules:
-            subprocess.run(["iptables", "-t", tbl, "-D", *rule.split()], capture_output=True)
-            self.removed.append(f"iptables -t {tbl} -A {rule}")
-        for tbl, chain in new_chains:
-            subprocess.run(["iptables", "-t", tbl, "-F", chain], capture_output=True)
-        for tbl, chain in new_chains:
-            subprocess.run(["iptables", "-t", tbl, "-X", chain], capture_output=True)
-            self.removed.append(f"iptables -t {tbl} chain {chain}")
-
-
-def stop_pid(proc: subprocess.Popen[bytes], grace: float) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
 @contextlib.contextmanager
 def docker_daemon(root: str) -> Iterator[tuple[str, subprocess.Popen[bytes], dict[str, Any]]]:
     """dockerd on private paths, as a one-node Swarm; everything undone on exit."""
     sock = f"{root}/docker.sock"
-    state = HostState(root)
+    state = HostSnapshot(root, ())
+    run_docker_existed = Path("/run/docker").exists()
     timings: dict[str, Any] = {}
     log = open(f"{root}/dockerd.log", "wb")  # noqa: SIM115 - closed in finally
     proc: subprocess.Popen[bytes] | None = None
@@ -336,8 +272,10 @@ def docker_daemon(root: str) -> Iterator[tuple[str, subprocess.Popen[bytes], dic
                     os.kill(pid, signal.SIGKILL)
         finally:
             log.close()
-            state.restore()
-            timings["cleaned_up"] = state.removed
+            timings["cleaned_up"] = state.restore()
+            if not run_docker_existed and Path("/run/docker").exists():
+                shutil.rmtree("/run/docker", ignore_errors=True)
+                timings["cleaned_up"].append("dir /run/docker")
             shutil.rmtree(root, ignore_errors=True)
 
 
