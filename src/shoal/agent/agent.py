@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
 POLL_SECONDS = 0.1  # also how soon an exited container is noticed (state files: cheap)
+SWEEP_SECONDS = 2.0  # how often leftovers of containers that are gone are looked for
 
 
 class Agent:
@@ -64,6 +65,7 @@ class Agent:
         self.tasks: dict[str, Task] = {}
         self.synced = False  # True once the watch delivered a snapshot
         self.busy: set[str] = set()  # containers with a stop/start in flight
+        self._swept_at = float("-inf")  # the last look for leftovers (`_sweep`)
         self.checks: dict[str, health.Check | None] = {}  # resolved health check per task
         self.monitors: dict[str, asyncio.Task[None]] = {}  # one health monitor per running task
         self.health: dict[str, health.Monitor] = {}
@@ -158,21 +160,27 @@ class Agent:
             for step in runner.decide(task, container, now):
                 await self._execute(step, task_id, task, container)
         self._supervise_health(containers)
-        if self.synced and self.images is not None:
-            # A rootfs whose container is gone (the agent stopped mid-removal): unmount it.
-            for task_id in self.images.mounted() - set(containers) - self.busy:
-                self._in_background(task_id, self.images.release(task_id))
-            for task_id in self.volumes.anonymous() - set(containers) - self.busy:
-                self._in_background(task_id, self._release_anonymous(task_id))
-        if self.synced:  # secrets of a container that is gone or exited: never started again
-            live = {c.id for c in containers.values() if c.status in ("created", "running")}
-            for task_id in self.secrets.mounted() - live - self.busy:
-                self._in_background(task_id, self.secrets.release(task_id))
-        if self.synced and self.network is not None:
-            # Plumbing whose container is gone or finished: a crash came between the two.
-            live = {c.id for c in containers.values() if c.status in ("created", "running")}
-            for task_id in set(self.network.attached()) - live - self.busy:
-                self._in_background(task_id, self.network.detach(task_id))
+        if self.synced and now - self._swept_at >= SWEEP_SECONDS:
+            self._swept_at = now
+            self._sweep(containers)
+
+    def _sweep(self, containers: dict[str, ContainerState]) -> None:
+        """Release what a container that is gone or finished left behind (the agent stopped
+        between the two): rootfs, anonymous volumes, secrets, network plumbing. Crash leftovers
+        only, so not on every pass: each check lists a directory."""
+        gone = set(containers)
+        live = {c.id for c in containers.values() if c.status in ("created", "running")}
+        leftovers: list[tuple[set[str], Callable[[str], Coroutine[Any, Any, None]]]] = [
+            (self.secrets.mounted() - live, self.secrets.release)
+        ]
+        if self.images is not None:
+            leftovers.append((self.images.mounted() - gone, self.images.release))
+            leftovers.append((self.volumes.anonymous() - gone, self._release_anonymous))
+        if self.network is not None:
+            leftovers.append((set(self.network.attached()) - live, self.network.detach))
+        for task_ids, release in leftovers:
+            for task_id in sorted(task_ids - self.busy):
+                self._in_background(task_id, release(task_id))
 
     async def _execute(
         self,
