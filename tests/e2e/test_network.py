@@ -3,6 +3,7 @@ service VIPs, published ports, isolation between networks (one cluster for the m
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from shoal.images.content import ContentStore
+from shoal.network.firewall import agent_prefix
 from tests.e2e.cluster import Cluster, cluster, free_port, needs_cni, shoal, wait_until
 from tests.images.busybox import make_busybox_image
 
@@ -300,13 +302,18 @@ services:
 
 
 def test_nothing_is_left_behind(node: Cluster) -> None:
-    """After the stacks above are gone: no netns, no bridge of theirs, no VIP chains."""
-    wait_until(lambda: not list((node.data / "agent" / "net" / "tasks").glob("*.json")), 20)
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for task_file in (node.data / "agent" / "runc").glob("*"):
-        assert f"shoal-{task_file.name}" not in namespaces
-    made = node.data / "agent" / "net" / "bridges.json"
-    wait_until(lambda: not made.exists() or made.read_text().strip() in ("{}", ""), 20)
+    """After the stacks above are gone: no netns, no bridge, no iptables chain of this agent."""
+    net = node.data / "agent" / "net"
+    wait_until(lambda: not list((net / "tasks").glob("*.json")), 20)
+    wait_until(lambda: json.loads((net / "bridges.json").read_text()) == {}, 20)
+    prefix = agent_prefix(str((node.data / "agent").resolve()))
+    wait_until(lambda: f":{prefix}-" not in run_text("iptables-save"), 20)
+    assert "shoal-" not in run_text("ip", "netns", "list")
+    assert " shl" not in run_text("ip", "-o", "link")
+
+
+def run_text(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
 
 
 def test_networking_survives_a_crash_of_shoal(tmp_path: Path) -> None:
